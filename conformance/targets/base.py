@@ -1,0 +1,256 @@
+"""The one interface a case talks to.
+
+A target is where the kernel is: the in-process reference model, this
+machine's kernel, or a QEMU guest.  Cases only ever call the methods below, so
+the same case runs unchanged on each.
+
+Conventions, shared by every implementation:
+
+* Buffers, mappings, attachments, vmaps and sync files are named by integer
+  handles that the target hands out; the handles are plain ints so that a
+  guest target can forward every call as JSON.
+* A refused operation raises the ``conformance.errors.KernelError`` subclass
+  for its errno, naming the ioctl/syscall and its argument.
+* Kernel-side operations (attach, map, vmap, begin/end CPU access, device
+  read/write, DMA events) need an importer inside the kernel: the model has
+  one built in, real kernels need the probe module.  Without it they raise
+  ``ProbeUnavailable``.
+* Data crosses as ``bytes``.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+
+from conformance.records import (
+    DeviceSpec,
+    Direction,
+    DmaEvent,
+    ExporterInfo,
+    KernelHealth,
+    SgSegment,
+    TargetInfo,
+)
+
+DEFAULT_FD_FLAGS = os.O_RDWR | os.O_CLOEXEC
+
+# Every operation a case may call, in the order of the interface.  The guest
+# agent forwards exactly these; the lockstep checker records exactly these.
+OPERATIONS: tuple[str, ...] = (
+    "allocate",
+    "close",
+    "dup",
+    "buffer_size",
+    "lseek",
+    "mmap",
+    "munmap",
+    "mremap",
+    "cpu_read",
+    "cpu_write",
+    "sync",
+    "set_name",
+    "fdinfo",
+    "export_sync_file",
+    "import_sync_file",
+    "close_sync_file",
+    "poll",
+    "attach",
+    "detach",
+    "map_attachment",
+    "unmap_attachment",
+    "device_read",
+    "device_write",
+    "begin_cpu_access",
+    "end_cpu_access",
+    "vmap",
+    "vunmap",
+    "vmap_read",
+    "vmap_write",
+    "kmap",
+    "kunmap",
+    "counters",
+    "dma_events",
+    "live_buffers",
+)
+
+
+class Target(abc.ABC):
+    """Operations on dma-bufs, from user space and from inside the kernel."""
+
+    name: str = "abstract"
+
+    # -- the target itself -------------------------------------------------
+    @abc.abstractmethod
+    def info(self) -> TargetInfo:
+        """Kernel version, machine, whether the probe is loaded."""
+
+    @abc.abstractmethod
+    def exporters(self) -> list[ExporterInfo]:
+        """Every exporter this target offers (discovery)."""
+
+    @abc.abstractmethod
+    def devices(self) -> list[DeviceSpec]:
+        """The importing devices kernel-side operations may name; empty without a probe."""
+
+    def health(self) -> KernelHealth:
+        """Kernel warnings and DMA-API debug errors seen since the last call."""
+        return KernelHealth()
+
+    def close_all(self) -> None:
+        """Release every handle still open (end of a case)."""
+
+    # -- user space: the dma-buf uapi ---------------------------------------
+    @abc.abstractmethod
+    def allocate(
+        self,
+        exporter: str,
+        size: int,
+        *,
+        fd_flags: int = DEFAULT_FD_FLAGS,
+        heap_flags: int = 0,
+        struct_size: int | None = None,
+    ) -> int:
+        """A new dma-buf of ``size`` bytes from ``exporter``; returns a buffer handle.
+
+        ``fd_flags``/``heap_flags`` go to the heap ALLOC ioctl as given (exporters
+        without such flags reject any they cannot honour with EINVAL).
+        ``struct_size`` passes a shorter or longer ``dma_heap_allocation_data``
+        (the ioctl number encodes the size), for the struct-compatibility rule.
+        """
+
+    @abc.abstractmethod
+    def close(self, buf: int) -> None:
+        """Close the buffer's fd (mappings made from it stay valid)."""
+
+    @abc.abstractmethod
+    def dup(self, buf: int) -> int:
+        """A second fd for the same dma-buf, as a new buffer handle."""
+
+    @abc.abstractmethod
+    def buffer_size(self, buf: int) -> int:
+        """The size the kernel reports (``lseek(fd, 0, SEEK_END)``)."""
+
+    @abc.abstractmethod
+    def lseek(self, buf: int, offset: int, whence: int) -> int:
+        """Raw ``lseek`` on the dma-buf fd."""
+
+    @abc.abstractmethod
+    def mmap(
+        self, buf: int, length: int | None = None, offset: int = 0, *, shared: bool = True
+    ) -> int:
+        """Map ``length`` bytes (default: the whole buffer) read/write; returns a mapping handle."""
+
+    @abc.abstractmethod
+    def munmap(self, mapping: int) -> None:
+        """Unmap."""
+
+    @abc.abstractmethod
+    def mremap(self, mapping: int, new_length: int) -> None:
+        """Grow or shrink a mapping in place or by moving it (MREMAP_MAYMOVE)."""
+
+    @abc.abstractmethod
+    def cpu_read(self, mapping: int, offset: int, length: int) -> bytes:
+        """Read through a user mapping."""
+
+    @abc.abstractmethod
+    def cpu_write(self, mapping: int, offset: int, data: bytes) -> None:
+        """Write through a user mapping."""
+
+    @abc.abstractmethod
+    def sync(self, buf: int, flags: int) -> None:
+        """``DMA_BUF_IOCTL_SYNC`` with raw ``flags`` (``SyncFlag`` values, or anything)."""
+
+    @abc.abstractmethod
+    def set_name(self, buf: int, name: bytes, encoding: str = "B") -> None:
+        """``DMA_BUF_SET_NAME``: ``encoding`` is ``A`` (u32 size), ``B`` (u64 size) or ``legacy``."""
+
+    @abc.abstractmethod
+    def fdinfo(self, buf: int) -> dict[str, str]:
+        """``/proc/self/fdinfo/<fd>`` as key/value pairs."""
+
+    @abc.abstractmethod
+    def export_sync_file(self, buf: int, flags: int) -> int:
+        """``DMA_BUF_IOCTL_EXPORT_SYNC_FILE``; returns a sync-file handle."""
+
+    @abc.abstractmethod
+    def import_sync_file(self, buf: int, sync_file: int, flags: int) -> None:
+        """``DMA_BUF_IOCTL_IMPORT_SYNC_FILE``."""
+
+    @abc.abstractmethod
+    def close_sync_file(self, sync_file: int) -> None:
+        """Close a sync file."""
+
+    @abc.abstractmethod
+    def poll(self, buf: int, events: int, timeout_ms: int = 0) -> int:
+        """``poll`` on the dma-buf fd; returns revents."""
+
+    # -- kernel side: an importer inside the kernel --------------------------
+    @abc.abstractmethod
+    def attach(self, buf: int, device: str) -> int:
+        """``dma_buf_attach`` for the named importing device; returns an attachment handle."""
+
+    @abc.abstractmethod
+    def detach(self, attachment: int) -> None:
+        """``dma_buf_detach``."""
+
+    @abc.abstractmethod
+    def map_attachment(self, attachment: int, direction: Direction) -> list[SgSegment]:
+        """``dma_buf_map_attachment``; returns the sg list the device got."""
+
+    @abc.abstractmethod
+    def unmap_attachment(self, attachment: int, direction: Direction) -> None:
+        """``dma_buf_unmap_attachment``."""
+
+    @abc.abstractmethod
+    def device_read(self, attachment: int, offset: int, length: int) -> bytes:
+        """What the device reads through its DMA view of the mapped sg list."""
+
+    @abc.abstractmethod
+    def device_write(self, attachment: int, offset: int, data: bytes) -> None:
+        """The device writes through its DMA view of the mapped sg list."""
+
+    @abc.abstractmethod
+    def begin_cpu_access(self, buf: int, direction: Direction) -> None:
+        """``dma_buf_begin_cpu_access`` from the kernel side."""
+
+    @abc.abstractmethod
+    def end_cpu_access(self, buf: int, direction: Direction) -> None:
+        """``dma_buf_end_cpu_access`` from the kernel side."""
+
+    @abc.abstractmethod
+    def vmap(self, buf: int) -> int:
+        """``dma_buf_vmap``; returns a vmap handle."""
+
+    @abc.abstractmethod
+    def vunmap(self, vmap: int) -> None:
+        """``dma_buf_vunmap``."""
+
+    @abc.abstractmethod
+    def vmap_read(self, vmap: int, offset: int, length: int) -> bytes:
+        """Read through the kernel vmap."""
+
+    @abc.abstractmethod
+    def vmap_write(self, vmap: int, offset: int, data: bytes) -> None:
+        """Write through the kernel vmap."""
+
+    @abc.abstractmethod
+    def kmap(self, buf: int, page: int) -> int:
+        """``dma_buf_kmap`` (kernels before 5.6 and the model); returns a kmap handle."""
+
+    @abc.abstractmethod
+    def kunmap(self, kmap: int) -> None:
+        """``dma_buf_kunmap``."""
+
+    @abc.abstractmethod
+    def counters(self, buf: int) -> dict[str, int]:
+        """Exporter-internal counters the target can see: ``attachments``, ``maps``,
+        ``vmap_count`` and, where the exporter has one, ``kmap_count``."""
+
+    @abc.abstractmethod
+    def dma_events(self, device: str | None = None, *, clear: bool = True) -> list[DmaEvent]:
+        """DMA-API calls the exporter made on importing devices since the last clear."""
+
+    @abc.abstractmethod
+    def live_buffers(self) -> int:
+        """How many dma-bufs the kernel holds right now (debugfs bufinfo), for leak checks."""

@@ -97,7 +97,7 @@ class Target(abc.ABC):
         """Kernel warnings and DMA-API debug errors seen since the last call."""
         return KernelHealth()
 
-    def close_all(self) -> None:
+    def close_all(self) -> None:  # noqa: B027 - optional: stateless targets have nothing to free
         """Release every handle still open (end of a case)."""
 
     # -- user space: the dma-buf uapi ---------------------------------------
@@ -163,7 +163,7 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def set_name(self, buf: int, name: bytes, encoding: str = "B") -> None:
-        """``DMA_BUF_SET_NAME``: ``encoding`` is ``A`` (u32 size), ``B`` (u64 size) or ``legacy``."""
+        """``DMA_BUF_SET_NAME``; ``encoding``: ``A`` (u32), ``B`` (u64) or ``legacy``."""
 
     @abc.abstractmethod
     def fdinfo(self, buf: int) -> dict[str, str]:

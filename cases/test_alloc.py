@@ -1,0 +1,134 @@
+"""Allocation contract of the dma-buf exporters' allocation ioctls.
+
+Source: include/uapi/linux/dma-heap.h and drivers/dma-buf/dma-heap.c
+(dma_heap_ioctl_allocate, dma_heap_ioctl), the kselftest dmabuf-heaps
+compatibility checks, and ../shared/notes/uapi-facts.md.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conformance.errors import InvalidArgument
+from conformance.patterns import PAGE_SIZE, MiB, page_align
+
+pytestmark = pytest.mark.alloc
+
+SIZES = [PAGE_SIZE, 3 * PAGE_SIZE, 64 * 1024, 1 * MiB, 8 * MiB]
+
+
+@pytest.mark.case("ALLOC-001")
+@pytest.mark.parametrize("size", SIZES)
+def test_allocation_has_the_size_asked_for(target, exporter, size):
+    """A page-multiple allocation succeeds and the dma-buf reports exactly that size.
+
+    Contract: dma_heap_ioctl_allocate hands back a dma-buf of ``len`` bytes;
+    ``lseek(fd, 0, SEEK_END)`` returns dmabuf->size.  A failing exporter
+    refuses an ordinary size or reports a different one.
+    """
+    buf = target.allocate(exporter.name, size)
+    assert target.buffer_size(buf) == size
+
+
+@pytest.mark.case("ALLOC-002")
+@pytest.mark.applies_to("heap", "ion", "vgem")
+@pytest.mark.parametrize("size", [1, PAGE_SIZE - 1, PAGE_SIZE + 1, 3 * PAGE_SIZE + 17])
+def test_allocation_rounds_up_to_whole_pages(target, exporter, size):
+    """A length that is not a page multiple is rounded up to whole pages.
+
+    Contract: dma-heap.c does ``len = PAGE_ALIGN(len)`` before calling the
+    heap.  A failing exporter refuses the length or hands out a buffer
+    smaller than asked (the tail of a mapping would then fault).
+    """
+    buf = target.allocate(exporter.name, size)
+    assert target.buffer_size(buf) == page_align(size)
+
+
+@pytest.mark.case("ALLOC-003")
+@pytest.mark.applies_to("heap", "udmabuf", "ion")
+def test_zero_length_is_einval(target, exporter):
+    """A zero length is refused with EINVAL.
+
+    Contract: dma-heap.c returns -EINVAL when PAGE_ALIGN(len) is 0; udmabuf
+    refuses size 0 with -EINVAL.  A failing exporter creates an empty
+    dma-buf (whose mmap and map_attachment then misbehave).
+    """
+    with pytest.raises(InvalidArgument):
+        target.allocate(exporter.name, 0)
+
+
+@pytest.mark.case("ALLOC-004")
+@pytest.mark.applies_to("heap")
+def test_length_that_wraps_when_page_aligned_is_einval(target, exporter):
+    """A length within a page of 2**64 is refused with EINVAL, not wrapped to 0.
+
+    Contract: PAGE_ALIGN(len) == 0 -> -EINVAL (dma-heap.c).  A failing
+    exporter lets the arithmetic overflow and allocates a tiny buffer for
+    an absurd request.
+    """
+    with pytest.raises(InvalidArgument):
+        target.allocate(exporter.name, (1 << 64) - 1)
+
+
+@pytest.mark.case("ALLOC-005")
+@pytest.mark.applies_to("heap")
+@pytest.mark.parametrize(
+    "fd_flags",
+    [os.O_RDWR | os.O_APPEND, os.O_RDWR | os.O_NONBLOCK, os.O_RDWR | 0x4000_0000],
+    ids=["O_APPEND", "O_NONBLOCK", "bit30"],
+)
+def test_fd_flags_outside_cloexec_and_accmode_are_einval(target, exporter, fd_flags):
+    """fd_flags other than O_CLOEXEC and the access mode are refused with EINVAL.
+
+    Contract: DMA_HEAP_VALID_FD_FLAGS is O_CLOEXEC | O_ACCMODE (dma-heap.h).
+    A failing exporter ignores unknown bits, so a later kernel cannot give
+    them a meaning.
+    """
+    with pytest.raises(InvalidArgument):
+        target.allocate(exporter.name, PAGE_SIZE, fd_flags=fd_flags)
+
+
+@pytest.mark.case("ALLOC-006")
+@pytest.mark.applies_to("heap")
+@pytest.mark.parametrize("heap_flags", [1, 1 << 32, 1 << 63])
+def test_heap_flags_are_einval(target, exporter, heap_flags):
+    """Any heap_flags bit is refused with EINVAL.
+
+    Contract: DMA_HEAP_VALID_HEAP_FLAGS is 0 (dma-heap.h).  A failing
+    exporter accepts vendor bits through the generic interface.
+    """
+    with pytest.raises(InvalidArgument):
+        target.allocate(exporter.name, PAGE_SIZE, heap_flags=heap_flags)
+
+
+@pytest.mark.case("ALLOC-007")
+@pytest.mark.applies_to("heap")
+@pytest.mark.parametrize("struct_size", [16, 24, 48], ids=["older-16B", "exact-24B", "newer-48B"])
+def test_shorter_and_longer_allocation_structs_are_accepted(target, exporter, struct_size):
+    """The ALLOC ioctl accepts an older (shorter) and a newer (longer) struct.
+
+    Contract: dma_heap_ioctl zero-fills the tail of a short struct and
+    ignores the extra bytes of a long one (the kselftest "compat" checks).
+    A failing exporter refuses one of them, breaking old or new user space.
+    """
+    buf = target.allocate(exporter.name, PAGE_SIZE, struct_size=struct_size)
+    assert target.buffer_size(buf) == PAGE_SIZE
+
+
+@pytest.mark.case("ALLOC-008")
+@pytest.mark.applies_to("heap")
+@pytest.mark.parametrize(
+    "fd_flags",
+    [os.O_RDWR, os.O_RDWR | os.O_CLOEXEC, os.O_RDONLY | os.O_CLOEXEC],
+    ids=["O_RDWR", "O_RDWR|O_CLOEXEC", "O_RDONLY|O_CLOEXEC"],
+)
+def test_valid_fd_flags_are_accepted(target, exporter, fd_flags):
+    """Every combination of O_CLOEXEC and an access mode is accepted.
+
+    Contract: DMA_HEAP_VALID_FD_FLAGS (dma-heap.h).  A failing exporter
+    rejects a valid combination.
+    """
+    buf = target.allocate(exporter.name, PAGE_SIZE, fd_flags=fd_flags)
+    assert target.buffer_size(buf) == PAGE_SIZE

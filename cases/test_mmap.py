@@ -1,0 +1,93 @@
+"""User mappings of a dma-buf.
+
+Source: drivers/dma-buf/dma-buf.c (dma_buf_mmap_internal: the page range
+check), the heaps' mmap (VM_SHARED required), the IGT and ion-unit-tests
+mapping checks, ../shared/notes/uapi-facts.md.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.errors import InvalidArgument
+from conformance.patterns import PAGE_SIZE, pattern
+
+pytestmark = pytest.mark.mmap
+
+SIZE = 4 * PAGE_SIZE
+
+
+@pytest.mark.case("MMAP-001")
+def test_whole_buffer_mapping_reads_back_what_was_written(target, exporter):
+    """A shared read/write mapping of the whole buffer keeps what is written through it.
+
+    Contract: a dma-buf mmap maps the buffer's pages.  A failing exporter
+    maps the wrong pages or loses writes.
+    """
+    buf = target.allocate(exporter.name, SIZE)
+    m = target.mmap(buf)
+    data = pattern(SIZE, seed=0x31)
+    target.cpu_write(m, 0, data)
+    assert target.cpu_read(m, 0, SIZE) == data
+
+
+@pytest.mark.case("MMAP-002")
+def test_private_mapping_is_einval(target, exporter):
+    """MAP_PRIVATE is refused with EINVAL.
+
+    Contract: a dma-buf is shared memory; the heaps return -EINVAL unless
+    VM_SHARED is set.  A failing exporter gives a private copy-on-write
+    mapping whose writes nobody else sees.
+    """
+    buf = target.allocate(exporter.name, SIZE)
+    with pytest.raises(InvalidArgument):
+        target.mmap(buf, shared=False)
+
+
+@pytest.mark.case("MMAP-003")
+@pytest.mark.parametrize(
+    "length,offset",
+    [(SIZE + PAGE_SIZE, 0), (SIZE, PAGE_SIZE), (PAGE_SIZE, SIZE)],
+    ids=["longer-than-buffer", "window-past-end", "offset-at-end"],
+)
+def test_mapping_past_the_end_is_einval(target, exporter, length, offset):
+    """A mapping that reaches past the end of the buffer is refused with EINVAL.
+
+    Contract: dma_buf_mmap_internal checks ``vm_pgoff + vma_pages >
+    size >> PAGE_SHIFT`` and returns -EINVAL.  A failing exporter maps
+    pages that are not the buffer's (an information leak or a crash).
+    """
+    buf = target.allocate(exporter.name, SIZE)
+    with pytest.raises(InvalidArgument):
+        target.mmap(buf, length, offset)
+
+
+@pytest.mark.case("MMAP-004")
+def test_mapping_outlives_the_fd(target, exporter):
+    """A mapping stays valid, with its data, after the buffer's fd is closed.
+
+    Contract: the mapping holds a reference on the dma-buf file
+    (ion-unit-tests "mapping outlives fd").  A failing exporter frees the
+    pages at close while they are still mapped.
+    """
+    buf = target.allocate(exporter.name, SIZE)
+    m = target.mmap(buf)
+    data = pattern(SIZE, seed=0x44)
+    target.cpu_write(m, 0, data)
+    target.close(buf)
+    assert target.cpu_read(m, 0, SIZE) == data
+
+
+@pytest.mark.case("MMAP-005")
+def test_two_mappings_share_the_same_pages(target, exporter):
+    """Two mappings of one buffer (one at an offset) see each other's writes.
+
+    Contract: every mapping maps the same pages, page offset for page
+    offset.  A failing exporter honours the mapping offset wrongly.
+    """
+    buf = target.allocate(exporter.name, SIZE)
+    whole = target.mmap(buf)
+    window = target.mmap(buf, PAGE_SIZE, 2 * PAGE_SIZE)
+    data = pattern(PAGE_SIZE, seed=0x52)
+    target.cpu_write(window, 0, data)
+    assert target.cpu_read(whole, 2 * PAGE_SIZE, PAGE_SIZE) == data

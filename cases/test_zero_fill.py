@@ -1,0 +1,35 @@
+"""Memory handed to user space is zeroed, including pages that were used and freed before.
+
+Source: the kselftest dmabuf-heaps "zeroed" test (4 KiB and 1 MiB after
+reuse), Android's libdmabufheap tests, seed 000 (stale zeroes and data
+readable through an alias), ../shared/notes/uapi-facts.md ("non-zeroed
+pages handed to user space (information leak)").
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.patterns import PAGE_SIZE, MiB, pattern
+
+pytestmark = pytest.mark.zero_fill
+
+
+@pytest.mark.case("ZERO-001", level="MUST")
+@pytest.mark.parametrize("size", [PAGE_SIZE, 64 * 1024, 1 * MiB])
+def test_new_buffer_is_zeroed_after_reuse_of_dirtied_pages(target, exporter, size):
+    """A buffer allocated after others were dirtied and freed reads as all zeroes.
+
+    Contract: an exporter never hands user space memory that still holds
+    another user's data.  A failing exporter recycles freed pages without
+    clearing them: the new buffer shows the old pattern (an information leak).
+    """
+    for seed in (0x11, 0x22, 0x33, 0x44):
+        old = target.allocate(exporter.name, size)
+        m = target.mmap(old)
+        target.cpu_write(m, 0, pattern(size, seed=seed))
+        target.munmap(m)
+        target.close(old)
+    buf = target.allocate(exporter.name, size)
+    m = target.mmap(buf)
+    assert target.cpu_read(m, 0, size) == bytes(size)

@@ -1,0 +1,205 @@
+"""Cache maintenance at map/unmap, whatever order devices attach and map in.
+
+Sources: seed 004 (Liam Mark on sg_table caching at attach: with a coherent
+and a non-coherent device attached, a missing invalidate at the non-coherent
+device's unmap lets the coherent device read a stale line), seed 002
+(map_dma_buf must return an sg list mapped for the device; dma_map_sg and
+dma_unmap_sg are the sync points), seed 000 (the first device map must clean
+what the CPU wrote).
+
+How a failure shows: on the model, as stale data in the device's or the CPU's
+view; on a real kernel booted with the probe, as data (a non-coherent probe
+device sees a bounce copy that only moves at map/unmap/sync) and as a
+missing dma_unmap_sg/dma_map_sg in the exporter's DMA event log.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.patterns import PAGE_SIZE, pattern
+from conformance.records import Direction, SyncFlag
+
+pytestmark = [pytest.mark.attach_order_cmo, pytest.mark.kernel_side]
+
+SIZE = 4 * PAGE_SIZE
+
+
+def _cpu_fill(target, buf, seed: int) -> bytes:
+    data = pattern(SIZE, seed=seed)
+    m = target.mmap(buf)
+    target.sync(buf, SyncFlag.START | SyncFlag.WRITE)
+    target.cpu_write(m, 0, data)
+    target.sync(buf, SyncFlag.END | SyncFlag.WRITE)
+    target.munmap(m)
+    return data
+
+
+def _cpu_read(target, buf) -> bytes:
+    m = target.mmap(buf)
+    target.sync(buf, SyncFlag.START | SyncFlag.READ)
+    data = target.cpu_read(m, 0, SIZE)
+    target.sync(buf, SyncFlag.END | SyncFlag.READ)
+    target.munmap(m)
+    return data
+
+
+def _unmaps(events, device: str):
+    return [e for e in events if e.device == device and e.op in ("unmap_sg", "unmap_page")]
+
+
+@pytest.mark.case("CMO-001")
+def test_seed_004_coherent_device_reads_what_noncoherent_device_wrote(target, exporter):
+    """Seed 004's 8 steps: the coherent device reads the non-coherent device's data.
+
+    1 attach coherent, 2 attach non-coherent, 3 map non-coherent, 4 it writes,
+    5 unmap non-coherent, 6 map coherent, 7 coherent reads, 8 unmap coherent.
+    Contract: unmap of the non-coherent device's mapping invalidates the CPU
+    cache (dma_unmap_sg), so no stale line is left for the coherent device to
+    snoop.  A failing exporter (sg_table cached at attach, no CMO at unmap)
+    lets step 7 read the CPU's old data.
+    """
+    buf = target.allocate(exporter.name, SIZE)
+    _cpu_fill(target, buf, seed=0x10)
+    coherent = target.attach(buf, "coherent")
+    noncoherent = target.attach(buf, "noncoherent")
+    target.dma_events(clear=True)
+    target.map_attachment(noncoherent, Direction.BIDIRECTIONAL)
+    written = pattern(SIZE, seed=0x7E)
+    target.device_write(noncoherent, 0, written)
+    target.unmap_attachment(noncoherent, Direction.BIDIRECTIONAL)
+    events = target.dma_events(clear=True)
+    target.map_attachment(coherent, Direction.BIDIRECTIONAL)
+    seen = target.device_read(coherent, 0, SIZE)
+    target.unmap_attachment(coherent, Direction.BIDIRECTIONAL)
+    target.detach(noncoherent)
+    target.detach(coherent)
+    assert _unmaps(events, "noncoherent"), (
+        "the exporter made no dma_unmap_sg on the non-coherent device at step 5: "
+        "without it nothing invalidates the CPU cache (seed 004)"
+    )
+    assert seen == written, "step 7: the coherent device read stale data, not the device's write"
+
+
+@pytest.mark.case("CMO-002")
+@pytest.mark.parametrize(
+    "direction", [Direction.TO_DEVICE, Direction.BIDIRECTIONAL], ids=lambda d: d.name
+)
+def test_first_device_map_cleans_what_the_cpu_wrote(target, exporter, direction):
+    """A non-coherent device mapped for the first time reads what the CPU wrote.
+
+    Contract (seeds 000 and 002): map_dma_buf returns an sg list mapped for
+    the device, i.e. dma_map_sg cleaned the CPU cache.  A failing exporter
+    skips the clean on the first map (or maps with DMA_ATTR_SKIP_CPU_SYNC
+    after the CPU touched the buffer) and the device reads old memory.
+    """
+    buf = target.allocate(exporter.name, SIZE)
+    data = _cpu_fill(target, buf, seed=0x21)
+    att = target.attach(buf, "noncoherent")
+    target.map_attachment(att, direction)
+    seen = target.device_read(att, 0, SIZE)
+    target.unmap_attachment(att, direction)
+    target.detach(att)
+    assert seen == data
+
+
+@pytest.mark.case("CMO-003")
+@pytest.mark.parametrize(
+    "direction", [Direction.FROM_DEVICE, Direction.BIDIRECTIONAL], ids=lambda d: d.name
+)
+def test_cpu_reads_device_write_after_unmap(target, exporter, direction):
+    """After a non-coherent device wrote and was unmapped, SYNC_START|READ shows its data.
+
+    Contract: unmap (dma_unmap_sg) and begin_cpu_access (dma_sync_sg_for_cpu)
+    hand the buffer back to the CPU with the device's data visible.  A
+    failing exporter does no CMO at unmap and the CPU reads stale lines.
+    """
+    buf = target.allocate(exporter.name, SIZE)
+    _cpu_fill(target, buf, seed=0x32)
+    att = target.attach(buf, "noncoherent")
+    target.map_attachment(att, direction)
+    written = pattern(SIZE, seed=0x5C)
+    target.device_write(att, 0, written)
+    target.dma_events(clear=True)
+    target.unmap_attachment(att, direction)
+    events = target.dma_events(clear=True)
+    target.detach(att)
+    assert [e.direction for e in _unmaps(events, "noncoherent")] == [direction], (
+        f"expected one dma_unmap_sg({direction.name}) on the non-coherent device at unmap, "
+        f"the exporter made: {[str(e) for e in events] or 'none'}"
+    )
+    assert _cpu_read(target, buf) == written
+
+
+ORDERS = [
+    ("attach-both-then-map", ("attach_c", "attach_n", "map_n")),
+    ("map-noncoherent-before-coherent-attach", ("attach_n", "map_n", "attach_c")),
+    ("coherent-attached-last", ("attach_n", "attach_c", "map_n")),
+]
+
+
+@pytest.mark.case("CMO-004")
+@pytest.mark.parametrize("order", [o for _, o in ORDERS], ids=[n for n, _ in ORDERS])
+@pytest.mark.parametrize("cpu_writes_after", [False, True], ids=["no-cpu-write", "cpu-write"])
+def test_data_flows_between_devices_and_cpu_in_any_attach_order(
+    target, exporter, order, cpu_writes_after
+):
+    """Data written by one party is what the next reads, for several attach/map orders.
+
+    Contract: the exporter's CMO at map/unmap/begin/end does not depend on
+    the order in which devices attach and map (seed 004's point).  The
+    non-coherent device writes, is unmapped; the CPU reads (and optionally
+    writes new data); the coherent device then reads; the non-coherent
+    device is mapped again and reads.  A failing exporter loses a write at
+    one of the hand-overs.
+    """
+    buf = target.allocate(exporter.name, SIZE)
+    _cpu_fill(target, buf, seed=0x43)
+    handles: dict[str, int] = {}
+    for step in order:
+        if step == "attach_c":
+            handles["c"] = target.attach(buf, "coherent")
+        elif step == "attach_n":
+            handles["n"] = target.attach(buf, "noncoherent")
+        elif step == "map_n":
+            target.map_attachment(handles["n"], Direction.BIDIRECTIONAL)
+    device_data = pattern(SIZE, seed=0x99)
+    target.device_write(handles["n"], 0, device_data)
+    target.unmap_attachment(handles["n"], Direction.BIDIRECTIONAL)
+    assert _cpu_read(target, buf) == device_data, "CPU read stale data after the device's write"
+    expected = device_data
+    if cpu_writes_after:
+        expected = _cpu_fill(target, buf, seed=0xC3)
+    target.map_attachment(handles["c"], Direction.BIDIRECTIONAL)
+    assert target.device_read(handles["c"], 0, SIZE) == expected, "coherent device read stale data"
+    target.unmap_attachment(handles["c"], Direction.BIDIRECTIONAL)
+    target.map_attachment(handles["n"], Direction.TO_DEVICE)
+    assert target.device_read(handles["n"], 0, SIZE) == expected, (
+        "non-coherent device read stale data on its second map"
+    )
+    target.unmap_attachment(handles["n"], Direction.TO_DEVICE)
+    for h in handles.values():
+        target.detach(h)
+
+
+@pytest.mark.case("CMO-005", level="SHOULD")
+def test_untouched_buffer_may_be_mapped_without_cpu_sync(target, exporter):
+    """A buffer the CPU never touched reads as zeroes on a non-coherent device's first map.
+
+    Contract (seed 000, the DMA_ATTR_SKIP_CPU_SYNC debate): skipping the CPU
+    sync is only legal while the CPU has not written; the zeroes the
+    exporter put there at allocation must already be clean in memory.  A
+    failing exporter zeroes through the cache and never cleans, so the
+    device sees the pages' previous contents.
+    """
+    for seed in (0x61, 0x62):
+        old = target.allocate(exporter.name, SIZE)
+        _cpu_fill(target, old, seed=seed)
+        target.close(old)
+    buf = target.allocate(exporter.name, SIZE)
+    att = target.attach(buf, "noncoherent")
+    target.map_attachment(att, Direction.TO_DEVICE)
+    seen = target.device_read(att, 0, SIZE)
+    target.unmap_attachment(att, Direction.TO_DEVICE)
+    target.detach(att)
+    assert seen == bytes(SIZE)

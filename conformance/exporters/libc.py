@@ -1,0 +1,79 @@
+"""mmap/munmap/mremap through libc, so the exact errno reaches the caller.
+
+Python's mmap module hides errnos behind its own checks, refuses MAP_PRIVATE
+on some paths and cannot mremap; the cases need the kernel's own answer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap as _mmap
+import os
+from typing import Any, Callable, TypeVar
+
+from conformance.errors import kernel_error
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_long,  # off_t is 64-bit on every 64-bit Linux ABI
+]
+_libc.munmap.restype = ctypes.c_int
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.mremap.restype = ctypes.c_void_p
+_libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int]
+
+MAP_FAILED = ctypes.c_void_p(-1).value
+MREMAP_MAYMOVE = 1
+PROT_RW = _mmap.PROT_READ | _mmap.PROT_WRITE
+PAGE_SIZE = _mmap.PAGESIZE
+T = TypeVar("T")
+
+
+def mmap(fd: int, length: int, offset: int, shared: bool) -> int:
+    """Address of a new read/write mapping of ``fd``."""
+    flags = _mmap.MAP_SHARED if shared else _mmap.MAP_PRIVATE
+    addr = _libc.mmap(None, length, PROT_RW, flags, fd, offset)
+    if addr == MAP_FAILED or addr is None:
+        err = ctypes.get_errno()
+        raise kernel_error(
+            err, "mmap", {"fd": fd, "length": length, "offset": offset, "shared": shared}
+        )
+    return int(addr)
+
+
+def munmap(addr: int, length: int) -> None:
+    if _libc.munmap(addr, length) != 0:
+        raise kernel_error(ctypes.get_errno(), "munmap", {"length": length})
+
+
+def mremap(addr: int, old_length: int, new_length: int, may_move: bool = True) -> int:
+    """New address of the mapping after resizing it."""
+    new = _libc.mremap(addr, old_length, new_length, MREMAP_MAYMOVE if may_move else 0)
+    if new == MAP_FAILED or new is None:
+        raise kernel_error(
+            ctypes.get_errno(), "mremap", {"old_length": old_length, "new_length": new_length}
+        )
+    return int(new)
+
+
+def memfd_create(name: str, flags: int) -> int:
+    try:
+        return os.memfd_create(name, flags)
+    except OSError as e:
+        raise kernel_error(e.errno, "memfd_create", {"name": name, "flags": flags}) from None
+
+
+def checked(op: str, arg: object, func: Callable[..., T], *args: Any) -> T:
+    """``func(*args)``; an OSError becomes the typed KernelError naming ``op``."""
+    try:
+        return func(*args)
+    except OSError as e:
+        raise kernel_error(e.errno, op, arg) from None

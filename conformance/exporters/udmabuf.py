@@ -1,0 +1,138 @@
+"""udmabuf: a dma-buf over the pages of a sealed memfd (/dev/udmabuf)."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import sys
+from dataclasses import dataclass
+
+from conformance.errors import kernel_error
+from conformance.exporters import libc
+from conformance.exporters.base import (
+    DEFAULT_FD_FLAGS,
+    Exporter,
+    cannot_express,
+    open_device,
+)
+from conformance.exporters.dmabuf import DmaBuf
+from conformance.uapi import udmabuf
+from conformance.uapi.ioctl import ioctl
+from conformance.uapi.requests import Request
+
+UDMABUF_PATH = "/dev/udmabuf"
+# udmabuf's own file is always O_RDWR; only close-on-exec can be chosen
+_EXPRESSIBLE_FD_FLAGS = (os.O_RDWR, os.O_RDWR | os.O_CLOEXEC)
+
+
+@dataclass(frozen=True)
+class ListItem:
+    """One ``udmabuf_create_item``: a page range of a memfd."""
+
+    memfd: int
+    offset: int
+    size: int
+
+
+class UdmabufExporter(Exporter):
+    kind = "udmabuf"
+    name = "udmabuf"
+
+    def __init__(self, path: str = UDMABUF_PATH) -> None:
+        self.path = path
+        self.detail = path
+        self._dev: int | None = None
+
+    def _device(self) -> int:
+        if self._dev is None:
+            self._dev = open_device(self.path)
+        return self._dev
+
+    def close(self) -> None:
+        if self._dev is not None:
+            os.close(self._dev)
+            self._dev = None
+
+    # -- raw building blocks, for the seal/alignment cases ---------------------
+    @staticmethod
+    def make_memfd(
+        size: int, seals: int = fcntl.F_SEAL_SHRINK, *, hugetlb: bool = False, name: str = "udmabuf"
+    ) -> int:
+        """A shmem (or hugetlbfs) memfd of ``size`` bytes with ``seals`` added."""
+        flags = os.MFD_ALLOW_SEALING | os.MFD_CLOEXEC | (os.MFD_HUGETLB if hugetlb else 0)
+        fd = libc.memfd_create(name, flags)
+        try:
+            libc.checked("ftruncate", {"size": size}, os.ftruncate, fd, size)
+            if seals:
+                libc.checked(
+                    "fcntl(F_ADD_SEALS)",
+                    {"seals": seals},
+                    fcntl.fcntl,
+                    fd,
+                    fcntl.F_ADD_SEALS,
+                    seals,
+                )
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def create(self, memfd: int, offset: int, size: int, flags: int) -> DmaBuf:
+        """``UDMABUF_CREATE`` exactly as given."""
+        arg = udmabuf.udmabuf_create(memfd=memfd, flags=flags, offset=offset, size=size)
+        fd = ioctl(self._device(), Request.UDMABUF_CREATE, arg)
+        return DmaBuf(fd, self.name)
+
+    def create_list(
+        self,
+        items: list[ListItem],
+        flags: int = udmabuf.UDMABUF_FLAGS_CLOEXEC,
+        *,
+        count: int | None = None,
+    ) -> DmaBuf:
+        """``UDMABUF_CREATE_LIST``; ``count`` may lie about ``len(items)`` (overflow cases)."""
+        raw_items = [
+            udmabuf.udmabuf_create_item(memfd=i.memfd, offset=i.offset, size=i.size) for i in items
+        ]
+        buf = udmabuf.create_list_buffer(flags, raw_items)
+        if count is not None:
+            # the head's count field is the second u32
+            buf[4:8] = count.to_bytes(4, sys.byteorder)
+        summary = {
+            "flags": flags,
+            "count": len(items) if count is None else count,
+            "items": [(i.offset, i.size) for i in items],
+        }
+        fd = ioctl(self._device(), Request.UDMABUF_CREATE_LIST, buf, arg_summary=summary)
+        return DmaBuf(fd, self.name)
+
+    # -- the common interface ----------------------------------------------------
+    def allocate(
+        self,
+        size: int,
+        fd_flags: int = DEFAULT_FD_FLAGS,
+        heap_flags: int = 0,
+        struct_size: int | None = None,
+    ) -> DmaBuf:
+        op = "UDMABUF_CREATE"
+        if heap_flags:
+            raise cannot_express(op, "udmabuf has no heap flags", heap_flags=heap_flags)
+        if struct_size is not None:
+            raise cannot_express(
+                op, "struct_size applies to dma_heap_allocation_data only", struct_size=struct_size
+            )
+        if fd_flags not in _EXPRESSIBLE_FD_FLAGS:
+            raise cannot_express(
+                op, "udmabuf fds are always O_RDWR; only O_CLOEXEC is selectable", fd_flags=fd_flags
+            )
+        if size < 0:
+            raise kernel_error(errno.EINVAL, op, {"size": size})
+        flags = udmabuf.UDMABUF_FLAGS_CLOEXEC if fd_flags & os.O_CLOEXEC else 0
+        # size goes to the kernel unrounded: udmabuf refuses sizes that are not
+        # page multiples (EINVAL) and that is the behaviour under test
+        memfd = self.make_memfd(size)
+        try:
+            return self.create(memfd, 0, size, flags)
+        finally:
+            os.close(memfd)  # the udmabuf holds the pages (and the file) itself

@@ -1,0 +1,280 @@
+"""Model exporters as data: the reference, per-kind stand-ins, and one faulty profile per bug.
+
+A profile is a set of switches the model's exporter obeys.  ``reference``
+keeps every rule (it is the 6.1 system heap made strict: it also honours the
+importer's DMA constraints).  The ``reference-<kind>`` profiles copy what
+the upstream 6.1 driver of that kind really does where it legitimately
+differs, so a real exporter is compared with its own kind.  Each
+``faulty-<bug>`` profile is the reference with exactly one rule broken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from conformance.errors import UnknownExporter
+
+# The case families a faulty exporter must be caught by (brief's names).
+FAMILIES = (
+    "alloc",
+    "mmap",
+    "sync",
+    "attach-order-cmo",
+    "kmap-contract",
+    "negative-kmap-cnt",
+    "vmap-aliasing",
+    "dma-constraints",
+    "zero-fill",
+    "leak",
+)
+
+
+@dataclass(frozen=True)
+class ExporterProfile:
+    name: str  # without the "model:" prefix
+    kind: str  # the exporter kind it behaves like: heap | udmabuf | vgem | ion
+    description: str
+    source: str = ""  # seed / note / kernel file it comes from
+    family: str = ""  # for faulty profiles: the case family that must catch it
+    exp_name: str = "system"
+    # allocation
+    zero_on_alloc: bool = True
+    uncached_user_mapping: bool = False  # user mmap is write-combined
+    clean_after_zero: bool = True  # zeroes pushed out of the cache before uncached use
+    free_pages_on_release: bool = True
+    # device mapping: "per-map" (exporter maps/unmaps every time), "at-first-map"
+    # (dma-buf core caches the sgt: ops->cache_sgt_mapping), "at-attach" (seed 004 patch)
+    sgt_cache: str = "per-map"
+    map_skip_cpu_sync: bool = False  # DMA_ATTR_SKIP_CPU_SYNC on map and unmap
+    first_map_cmo: bool = True  # False: the buffer's first device map does no CMO
+    honour_constraints: bool = True  # sg segments split for max_segment / boundary
+    # CPU access brackets: "attachments" (sync every mapped attachment, system heap),
+    # "misc-device" (udmabuf: map for its own misc device), "none" (no callbacks: vgem)
+    cpu_access: str = "attachments"
+    end_requires_begin: bool = False  # END with nothing begun -> EINVAL (udmabuf)
+    # kernel mappings
+    has_vmap: bool = True
+    vmap_refcount: bool = True
+    vmap_cmo: bool = True  # flush/invalidate_kernel_vmap_range in end/begin_cpu_access
+    has_kmap: bool = True
+    kmap_in_begin: bool = False  # ION: begin_cpu_access creates the kernel mapping
+    kmap_count_balanced: bool = True  # END without BEGIN leaves kmap_count alone
+    begin_map_error_swallowed: bool = False  # begin hides a failed kernel mapping
+    # user mappings
+    accept_private: bool = False
+    check_mmap_bounds: bool = True
+    mremap_grow: str = "efault"  # "efault" (VM_PFNMAP|VM_DONTEXPAND) or "fault-handler"
+
+    @property
+    def exporter_name(self) -> str:
+        return f"model:{self.name}"
+
+    @property
+    def marker(self) -> str:
+        """The pytest marker of ``family`` (fixtures/plugin.py spells families with '_')."""
+        return self.family.replace("-", "_")
+
+
+REFERENCE = ExporterProfile(
+    "reference",
+    "heap",
+    "keeps every rule: zeroed pages, CMO at every map/unmap/sync, vmap alias maintenance, "
+    "refcounted vmap, balanced counters, sg lists within the device's limits",
+    "drivers/dma-buf/heaps/system_heap.c (6.1) plus the seeds' rules",
+)
+
+KIND_PROFILES: dict[str, ExporterProfile] = {
+    "heap": REFERENCE,
+    "udmabuf": replace(
+        REFERENCE,
+        name="reference-udmabuf",
+        kind="udmabuf",
+        exp_name="udmabuf",
+        description="6.1 udmabuf: sgt cached by the core at first map, mapped with "
+        "SKIP_CPU_SYNC; SYNC maps the buffer for the udmabuf misc device and syncs "
+        "it there; END before any START is EINVAL; no vmap/kmap; fault-handler mmap",
+        source="drivers/dma-buf/udmabuf.c (6.1)",
+        sgt_cache="at-first-map",
+        map_skip_cpu_sync=True,
+        cpu_access="misc-device",
+        end_requires_begin=True,
+        has_vmap=False,
+        has_kmap=False,
+        mremap_grow="fault-handler",
+    ),
+    "vgem": replace(
+        REFERENCE,
+        name="reference-vgem",
+        kind="vgem",
+        exp_name="drm",
+        description="6.1 vgem PRIME (drm_gem_shmem): sgt cached by the core, mapped with "
+        "SKIP_CPU_SYNC; no begin/end_cpu_access callbacks (SYNC does nothing); vmap; no kmap",
+        source="drivers/gpu/drm/drm_prime.c, drm_gem_shmem_helper.c (6.1)",
+        sgt_cache="at-first-map",
+        map_skip_cpu_sync=True,
+        cpu_access="none",
+        has_kmap=False,
+    ),
+    "ion": replace(
+        REFERENCE,
+        name="reference-ion",
+        kind="ion",
+        exp_name="ion",
+        description="ION (4.x) done right: begin_cpu_access creates the kernel mapping "
+        "(kmap_count), END without BEGIN leaves it alone, kmap after BEGIN always works",
+        source="seed 001; drivers/staging/android/ion/ion.c (4.14)",
+        kmap_in_begin=True,
+    ),
+    "uncached": replace(
+        REFERENCE,
+        name="reference-uncached",
+        kind="heap",
+        description="an uncached (write-combined) heap done right: zeroes cleaned out of "
+        "the CPU cache before the buffer is handed out",
+        source="seed 000 (ION uncached buffers)",
+        uncached_user_mapping=True,
+    ),
+}
+
+
+def _faulty(bug: str, family: str, source: str, description: str, **changes) -> ExporterProfile:
+    assert family in FAMILIES, family
+    base = KIND_PROFILES["ion"] if changes.pop("ion", False) else REFERENCE
+    return replace(
+        base,
+        name=f"faulty-{bug}",
+        kind=base.kind,
+        description=description,
+        source=source,
+        family=family,
+        **changes,
+    )
+
+
+FAULTY: tuple[ExporterProfile, ...] = (
+    _faulty(
+        "no-zeroing",
+        "zero-fill",
+        "uapi-facts.md 'non-zeroed pages'; seed 000",
+        "hands out recycled pages without zeroing them",
+        zero_on_alloc=False,
+    ),
+    _faulty(
+        "sgt-cache-no-cmo",
+        "attach-order-cmo",
+        "seed 004",
+        "maps the sg table BIDIRECTIONAL at attach and caches it: map/unmap do no CMO",
+        sgt_cache="at-attach",
+    ),
+    _faulty(
+        "first-map-no-clean",
+        "attach-order-cmo",
+        "seeds 000, 002",
+        "assumes heap memory is 'ready for DMA': the first device map does no cache clean",
+        first_map_cmo=False,
+    ),
+    _faulty(
+        "uncached-alias",
+        "zero-fill",
+        "seed 000",
+        "write-combined user mapping over pages zeroed through the cached linear map "
+        "and never cleaned: user space reads the old memory under the dirty lines",
+        uncached_user_mapping=True,
+        clean_after_zero=False,
+    ),
+    _faulty(
+        "negative-kmap-cnt",
+        "negative-kmap-cnt",
+        "seed 001",
+        "ION end_cpu_access drops kmap_cnt without a matching begin: it goes negative",
+        ion=True,
+        kmap_count_balanced=False,
+    ),
+    _faulty(
+        "kmap-fails-after-begin",
+        "kmap-contract",
+        "seed 001",
+        "begin_cpu_access swallows a failed kernel mapping, so kmap after it fails",
+        ion=True,
+        begin_map_error_swallowed=True,
+    ),
+    _faulty(
+        "vmap-no-flush",
+        "vmap-aliasing",
+        "seed 003",
+        "no flush/invalidate_kernel_vmap_range: on an aliasing cache the vmap alias and "
+        "the device disagree",
+        vmap_cmo=False,
+    ),
+    _faulty(
+        "vmap-no-refcount",
+        "kmap-contract",
+        "seed 001 (ION vmap patch), seed 003 (heap helpers)",
+        "vmap without a reference count: the first vunmap tears down every user's mapping",
+        vmap_refcount=False,
+    ),
+    _faulty(
+        "sg-too-long",
+        "dma-constraints",
+        "uapi-facts.md; system_heap.c allocates up to 1 MiB chunks",
+        "sg segments ignore the device's max segment size and boundary",
+        honour_constraints=False,
+    ),
+    _faulty(
+        "mmap-private",
+        "mmap",
+        "uapi-facts.md ('exporters require MAP_SHARED')",
+        "accepts MAP_PRIVATE: writes land in private copies the device never sees",
+        accept_private=True,
+    ),
+    _faulty(
+        "mmap-past-end",
+        "mmap",
+        "uapi-facts.md ('pgoff + pages > size -> EINVAL'; CMA fault off by one)",
+        "no bounds check on mmap: pages past the end map the neighbouring memory",
+        check_mmap_bounds=False,
+    ),
+    _faulty(
+        "leak-pages",
+        "leak",
+        "uapi-facts.md ('double free or leak')",
+        "release frees the dma-buf but never returns its pages: memory runs out",
+        free_pages_on_release=False,
+    ),
+)
+
+PROFILES: dict[str, ExporterProfile] = {
+    p.exporter_name: p for p in (REFERENCE, *KIND_PROFILES.values(), *FAULTY)
+}
+
+
+def profile(exporter: str) -> ExporterProfile:
+    try:
+        return PROFILES[exporter]
+    except KeyError:
+        raise UnknownExporter(
+            f"the model has no exporter {exporter!r}; it offers: {', '.join(sorted(PROFILES))}"
+        ) from None
+
+
+def reference_exporter_for(kind: str) -> str:
+    """The model exporter a real exporter of ``kind`` (heap|udmabuf|vgem|ion) is compared with."""
+    try:
+        return KIND_PROFILES[kind].exporter_name
+    except KeyError:
+        raise UnknownExporter(
+            f"no model profile for exporter kind {kind!r} (known: heap, udmabuf, vgem, ion)"
+        ) from None
+
+
+def catalogue() -> list[dict[str, str]]:
+    """Every faulty exporter: name, description, source and the family that must catch it."""
+    return [
+        {
+            "name": p.exporter_name,
+            "description": p.description,
+            "source": p.source,
+            "family": p.family,
+        }
+        for p in FAULTY
+    ]

@@ -1,0 +1,476 @@
+"""The ``local`` target: this machine's kernel, through its real uapi.
+
+User-space operations go through ``conformance.exporters``; kernel-side ones
+(attach, map, vmap, begin/end CPU access, device read/write, DMA events) go
+to the probe module through ``conformance.probe.client.ProbeClient``.  The
+same class runs as the agent inside a QEMU guest.
+
+Handles are one counter shared by every kind (buffer, mapping, sync file,
+attachment, vmap, kmap), so a handle of the wrong kind is never silently
+taken for another object.  An unknown buffer or sync-file handle answers
+EBADF (what the kernel says for a closed fd); an unknown mapping,
+attachment, vmap or kmap handle answers EINVAL.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from conformance.errors import (
+    KernelError,
+    NotAvailableOnTarget,
+    ProbeUnavailable,
+    kernel_error,
+)
+from conformance.exporters.base import Exporter
+from conformance.exporters.discovery import (
+    DEFAULT_PATHS,
+    Paths,
+    discover,
+    unknown_exporter,
+    why_none_found,
+)
+from conformance.exporters.dmabuf import DmaBuf, Mapping
+from conformance.records import (
+    DeviceSpec,
+    Direction,
+    DmaEvent,
+    ExporterInfo,
+    KernelHealth,
+    SgSegment,
+    TargetInfo,
+)
+from conformance.targets.base import DEFAULT_FD_FLAGS, Target
+
+PROBE_PATH = "/dev/dmabuf_probe"
+PROBE_HINT = (
+    "build and load the probe module: "
+    "`make -C qemu/probe KDIR=/lib/modules/$(uname -r)/build && "
+    "insmod qemu/probe/dmabuf_probe.ko`"
+)
+DEBUGFS = "/sys/kernel/debug"
+
+# Lines that mean the kernel complained: WARN_ON, BUG_ON, oopses, KASAN & co.
+_TROUBLE = re.compile(
+    r"WARNING: |BUG: |kernel BUG at|Oops|general protection fault|Unable to handle kernel"
+)
+_TOTAL_OBJECTS = re.compile(r"^Total (\d+) objects", re.MULTILINE)
+
+
+@dataclass
+class _Attachment:
+    probe_id: int
+    buf: int
+    mapped: list[Direction] = field(default_factory=list)
+
+
+class KmsgReader:
+    """New records of /dev/kmsg since the last read, without blocking."""
+
+    def __init__(self, path: str = "/dev/kmsg") -> None:
+        self.path = path
+        try:
+            self._fd: int | None = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            self._fd = None  # no kmsg (container, no privilege): health reports nothing
+            return
+        try:
+            os.lseek(self._fd, 0, os.SEEK_END)  # only what happens from now on
+        except OSError:
+            pass  # not seekable (a pipe standing in for kmsg): everything is new
+
+    @property
+    def available(self) -> bool:
+        return self._fd is not None
+
+    def read_new(self) -> list[str]:
+        if self._fd is None:
+            return []
+        lines: list[str] = []
+        while True:
+            try:
+                record = os.read(self._fd, 8192)
+            except BlockingIOError:
+                break
+            except BrokenPipeError:  # records overwritten before we read them: go on
+                continue
+            if not record:
+                break
+            # records are "prio,seq,ts,flags;message", continuation lines start
+            # with a space; one read may carry several records from a pipe
+            for line in record.decode("utf-8", "replace").splitlines():
+                if line.startswith(" "):
+                    lines.append(line.strip())
+                elif line:
+                    lines.append(line.split(";", 1)[-1])
+        return lines
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class LocalTarget(Target):
+    name = "local"
+
+    def __init__(
+        self,
+        paths: Paths = DEFAULT_PATHS,
+        probe_path: str = PROBE_PATH,
+        debugfs: str = DEBUGFS,
+        kmsg_path: str = "/dev/kmsg",
+    ) -> None:
+        self.paths = paths
+        self.probe_path = probe_path
+        self.debugfs = debugfs
+        self._exporters: dict[str, Exporter] | None = None
+        self._probe: Any = None
+        self._next = 1
+        self._buffers: dict[int, DmaBuf] = {}
+        self._mappings: dict[int, Mapping] = {}
+        self._sync_files: dict[int, int] = {}
+        self._attachments: dict[int, _Attachment] = {}
+        self._vmaps: dict[int, int] = {}
+        self._kmaps: dict[int, int] = {}
+        self._kmsg = KmsgReader(kmsg_path)
+        self._dma_api_errors = self._read_dma_api_errors()
+
+    # -- handles -------------------------------------------------------------------
+    def _new_handle(self) -> int:
+        h = self._next
+        self._next += 1
+        return h
+
+    def _buf(self, buf: int, op: str) -> DmaBuf:
+        try:
+            return self._buffers[buf]
+        except KeyError:
+            raise kernel_error(errno.EBADF, op, {"buf": buf}) from None
+
+    def _lookup(self, table: dict[int, Any], handle: int, op: str, what: str) -> Any:
+        try:
+            return table[handle]
+        except KeyError:
+            raise kernel_error(errno.EINVAL, op, {what: handle}) from None
+
+    def open_handles(self) -> dict[str, int]:
+        """How many objects of each kind are still open (for leak checks and tests)."""
+        return {
+            "buffers": len(self._buffers),
+            "mappings": len(self._mappings),
+            "sync_files": len(self._sync_files),
+            "attachments": len(self._attachments),
+            "vmaps": len(self._vmaps),
+            "kmaps": len(self._kmaps),
+        }
+
+    # -- the target itself ---------------------------------------------------------
+    def info(self) -> TargetInfo:
+        u = os.uname()
+        extra = {"kernel_version": u.version, "probe_path": self.probe_path}
+        if not self._exporter_table():
+            extra["why_no_exporter"] = why_none_found(paths=self.paths)
+        return TargetInfo(
+            target=self.name,
+            kernel=u.release,
+            machine=u.machine,
+            probe_loaded=os.path.exists(self.probe_path),
+            extra=extra,
+        )
+
+    def _exporter_table(self) -> dict[str, Exporter]:
+        if self._exporters is None:
+            self._exporters = {e.name: e for e in discover(self.paths)}
+        return self._exporters
+
+    def exporter(self, name: str) -> Exporter:
+        """The adapter behind an exporter name (raw udmabuf/vgem helpers for special cases)."""
+        table = self._exporter_table()
+        if name not in table:
+            raise unknown_exporter(name, list(table), self.paths)
+        return table[name]
+
+    def exporters(self) -> list[ExporterInfo]:
+        return [e.info() for e in self._exporter_table().values()]
+
+    def _probe_client(self) -> Any:
+        if self._probe is None:
+            if not os.path.exists(self.probe_path):
+                raise ProbeUnavailable(f"{self.probe_path} does not exist: {PROBE_HINT}")
+            try:
+                from conformance.probe.client import ProbeClient
+            except ImportError as e:
+                raise ProbeUnavailable(
+                    f"the probe client (conformance.probe.client) cannot be imported: {e}"
+                ) from None
+            self._probe = ProbeClient(self.probe_path)
+        return self._probe
+
+    def devices(self) -> list[DeviceSpec]:
+        try:
+            return list(self._probe_client().devices())
+        except ProbeUnavailable:
+            return []
+
+    def health(self) -> KernelHealth:
+        trouble = [line for line in self._kmsg.read_new() if _TROUBLE.search(line)]
+        now = self._read_dma_api_errors()
+        delta = max(0, now - self._dma_api_errors)
+        self._dma_api_errors = now
+        return KernelHealth(
+            warnings=len(trouble), dma_api_errors=delta, log_excerpt="\n".join(trouble[:20])
+        )
+
+    def _read_dma_api_errors(self) -> int:
+        try:
+            with open(os.path.join(self.debugfs, "dma-api", "error_count")) as f:
+                return int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def close_all(self) -> None:
+        """Release everything, kernel-side objects first; errors here are not the case's."""
+        probe = self._probe
+        for kmap in list(self._kmaps):
+            self._quietly(probe.kunmap, self._kmaps.pop(kmap))
+        for vmap in list(self._vmaps):
+            self._quietly(probe.vunmap, self._vmaps.pop(vmap))
+        for handle in list(self._attachments):
+            att = self._attachments.pop(handle)
+            for direction in att.mapped:
+                self._quietly(probe.unmap, att.probe_id, direction)
+            self._quietly(probe.detach, att.probe_id)
+        for mapping in list(self._mappings):
+            self._quietly(self._mappings.pop(mapping).unmap)
+        for sync_file in list(self._sync_files):
+            self._quietly(os.close, self._sync_files.pop(sync_file))
+        for buf in list(self._buffers):
+            dmabuf = self._buffers.pop(buf)
+            if dmabuf.fd >= 0:
+                self._quietly(dmabuf.close)
+
+    @staticmethod
+    def _quietly(func: Any, *args: Any) -> None:
+        try:
+            func(*args)
+        except (KernelError, OSError):
+            pass
+
+    def shutdown(self) -> None:
+        """close_all, then the probe, the exporters' device fds and kmsg."""
+        self.close_all()
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
+        for e in (self._exporters or {}).values():
+            e.close()
+        self._kmsg.close()
+
+    # -- user space -------------------------------------------------------------------
+    def allocate(
+        self,
+        exporter: str,
+        size: int,
+        *,
+        fd_flags: int = DEFAULT_FD_FLAGS,
+        heap_flags: int = 0,
+        struct_size: int | None = None,
+    ) -> int:
+        dmabuf = self.exporter(exporter).allocate(
+            size, fd_flags=fd_flags, heap_flags=heap_flags, struct_size=struct_size
+        )
+        return self.adopt(dmabuf)
+
+    def adopt(self, dmabuf: DmaBuf) -> int:
+        """A handle for a dma-buf made outside ``allocate`` (udmabuf lists, PRIME imports)."""
+        h = self._new_handle()
+        self._buffers[h] = dmabuf
+        return h
+
+    def fd(self, buf: int) -> int:
+        """The buffer's fd, for helpers that need the raw file."""
+        return self._buf(buf, "fd").fd
+
+    def close(self, buf: int) -> None:
+        dmabuf = self._buf(buf, "close")
+        del self._buffers[buf]
+        dmabuf.close()
+
+    def dup(self, buf: int) -> int:
+        return self.adopt(self._buf(buf, "dup").dup())
+
+    def buffer_size(self, buf: int) -> int:
+        return self._buf(buf, "lseek").size
+
+    def lseek(self, buf: int, offset: int, whence: int) -> int:
+        return self._buf(buf, "lseek").lseek(offset, whence)
+
+    def mmap(
+        self, buf: int, length: int | None = None, offset: int = 0, *, shared: bool = True
+    ) -> int:
+        mapping = self._buf(buf, "mmap").mmap(length, offset, shared)
+        h = self._new_handle()
+        self._mappings[h] = mapping
+        return h
+
+    def munmap(self, mapping: int) -> None:
+        m = self._lookup(self._mappings, mapping, "munmap", "mapping")
+        m.unmap()
+        del self._mappings[mapping]
+
+    def mremap(self, mapping: int, new_length: int) -> None:
+        self._lookup(self._mappings, mapping, "mremap", "mapping").remap(new_length)
+
+    def cpu_read(self, mapping: int, offset: int, length: int) -> bytes:
+        return self._lookup(self._mappings, mapping, "cpu_read", "mapping").read(offset, length)
+
+    def cpu_write(self, mapping: int, offset: int, data: bytes) -> None:
+        self._lookup(self._mappings, mapping, "cpu_write", "mapping").write(offset, bytes(data))
+
+    def sync(self, buf: int, flags: int) -> None:
+        self._buf(buf, "DMA_BUF_IOCTL_SYNC").sync(int(flags))
+
+    def set_name(self, buf: int, name: bytes, encoding: str = "B") -> None:
+        self._buf(buf, "DMA_BUF_SET_NAME").set_name(bytes(name), encoding)
+
+    def fdinfo(self, buf: int) -> dict[str, str]:
+        return self._buf(buf, "fdinfo").fdinfo()
+
+    def export_sync_file(self, buf: int, flags: int) -> int:
+        fd = self._buf(buf, "DMA_BUF_IOCTL_EXPORT_SYNC_FILE").export_sync_file(int(flags))
+        h = self._new_handle()
+        self._sync_files[h] = fd
+        return h
+
+    def import_sync_file(self, buf: int, sync_file: int, flags: int) -> None:
+        dmabuf = self._buf(buf, "DMA_BUF_IOCTL_IMPORT_SYNC_FILE")
+        # an unknown handle goes to the kernel as fd -1, so the kernel gives its own answer
+        dmabuf.import_sync_file(self._sync_files.get(sync_file, -1), int(flags))
+
+    def close_sync_file(self, sync_file: int) -> None:
+        if sync_file not in self._sync_files:
+            raise kernel_error(errno.EBADF, "close", {"sync_file": sync_file})
+        os.close(self._sync_files.pop(sync_file))
+
+    def poll(self, buf: int, events: int, timeout_ms: int = 0) -> int:
+        return self._buf(buf, "poll").poll(events, timeout_ms)
+
+    # -- kernel side, through the probe ------------------------------------------------
+    def attach(self, buf: int, device: str) -> int:
+        fd = self._buf(buf, "dma_buf_attach").fd
+        probe_id = self._probe_client().attach(fd, device)
+        h = self._new_handle()
+        self._attachments[h] = _Attachment(probe_id, buf)
+        return h
+
+    def _attachment(self, attachment: int, op: str) -> _Attachment:
+        return self._lookup(self._attachments, attachment, op, "attachment")
+
+    def detach(self, attachment: int) -> None:
+        att = self._attachment(attachment, "dma_buf_detach")
+        self._probe_client().detach(att.probe_id)
+        del self._attachments[attachment]
+
+    def map_attachment(self, attachment: int, direction: Direction) -> list[SgSegment]:
+        att = self._attachment(attachment, "dma_buf_map_attachment")
+        sg = self._probe_client().map(att.probe_id, Direction(direction))
+        att.mapped.append(Direction(direction))
+        return list(sg)
+
+    def unmap_attachment(self, attachment: int, direction: Direction) -> None:
+        att = self._attachment(attachment, "dma_buf_unmap_attachment")
+        self._probe_client().unmap(att.probe_id, Direction(direction))
+        if Direction(direction) in att.mapped:
+            att.mapped.remove(Direction(direction))
+
+    def device_read(self, attachment: int, offset: int, length: int) -> bytes:
+        att = self._attachment(attachment, "device_read")
+        return self._probe_client().device_read(att.probe_id, offset, length)
+
+    def device_write(self, attachment: int, offset: int, data: bytes) -> None:
+        att = self._attachment(attachment, "device_write")
+        self._probe_client().device_write(att.probe_id, offset, bytes(data))
+
+    def begin_cpu_access(self, buf: int, direction: Direction) -> None:
+        fd = self._buf(buf, "dma_buf_begin_cpu_access").fd
+        self._probe_client().begin_cpu_access(fd, Direction(direction))
+
+    def end_cpu_access(self, buf: int, direction: Direction) -> None:
+        fd = self._buf(buf, "dma_buf_end_cpu_access").fd
+        self._probe_client().end_cpu_access(fd, Direction(direction))
+
+    def vmap(self, buf: int) -> int:
+        fd = self._buf(buf, "dma_buf_vmap").fd
+        vmap_id = self._probe_client().vmap(fd)
+        h = self._new_handle()
+        self._vmaps[h] = vmap_id
+        return h
+
+    def vunmap(self, vmap: int) -> None:
+        vmap_id = self._lookup(self._vmaps, vmap, "dma_buf_vunmap", "vmap")
+        self._probe_client().vunmap(vmap_id)
+        del self._vmaps[vmap]
+
+    def vmap_read(self, vmap: int, offset: int, length: int) -> bytes:
+        vmap_id = self._lookup(self._vmaps, vmap, "vmap_read", "vmap")
+        return self._probe_client().vmap_read(vmap_id, offset, length)
+
+    def vmap_write(self, vmap: int, offset: int, data: bytes) -> None:
+        vmap_id = self._lookup(self._vmaps, vmap, "vmap_write", "vmap")
+        self._probe_client().vmap_write(vmap_id, offset, bytes(data))
+
+    def kmap(self, buf: int, page: int) -> int:
+        fd = self._buf(buf, "dma_buf_kmap").fd
+        kmap_id = self._probe_client().kmap(fd, page)
+        h = self._new_handle()
+        self._kmaps[h] = kmap_id
+        return h
+
+    def kunmap(self, kmap: int) -> None:
+        kmap_id = self._lookup(self._kmaps, kmap, "dma_buf_kunmap", "kmap")
+        self._probe_client().kunmap(kmap_id)
+        del self._kmaps[kmap]
+
+    def counters(self, buf: int) -> dict[str, int]:
+        fd = self._buf(buf, "counters").fd
+        return dict(self._probe_client().counters(fd))
+
+    def dma_events(self, device: str | None = None, *, clear: bool = True) -> list[DmaEvent]:
+        return list(self._probe_client().dma_events(device, clear))
+
+    # -- leak checks -------------------------------------------------------------------
+    def live_buffers(self) -> int:
+        bufinfo = os.path.join(self.debugfs, "dma_buf", "bufinfo")
+        if not os.path.exists(bufinfo):
+            self._mount_debugfs()
+        try:
+            with open(bufinfo) as f:
+                text = f.read()
+        except OSError as e:
+            raise NotAvailableOnTarget(
+                f"cannot read {bufinfo} ({e.strerror}): live-buffer counts need debugfs "
+                "(CONFIG_DEBUG_FS) and root"
+            ) from None
+        m = _TOTAL_OBJECTS.search(text)
+        if m is None:
+            raise NotAvailableOnTarget(f"{bufinfo} has no 'Total N objects' line: {text[-200:]!r}")
+        return int(m.group(1))
+
+    def _mount_debugfs(self) -> None:
+        if os.path.ismount(self.debugfs):
+            return  # mounted, but no dma_buf dir: reading bufinfo will explain
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if libc.mount(b"debugfs", self.debugfs.encode(), b"debugfs", 0, None) != 0:
+            err = ctypes.get_errno()
+            raise NotAvailableOnTarget(
+                f"debugfs is not mounted at {self.debugfs} and mounting it failed "
+                f"({os.strerror(err)}): live-buffer counts need debugfs (CONFIG_DEBUG_FS) "
+                "and root"
+            )

@@ -1,0 +1,634 @@
+"""The reference model as a target: the dma-buf uapi of a correct 6.1 kernel over model exporters.
+
+User-space semantics follow drivers/dma-buf/dma-buf.c and dma-heap.c of 6.1
+(errnos in the method comments); kernel-side operations go to the model's
+built-in importer.  Choices where 6.1 gives no errno:
+
+* ``mremap`` growth: system heap, CMA-less reference and vgem mappings are
+  VM_PFNMAP|VM_DONTEXPAND, so ``vma_to_resize`` refuses growth with EFAULT;
+  udmabuf maps through a fault handler, so growth succeeds and an access
+  past the buffer is SIGBUS, reported as ``BadAddress`` (EFAULT) from
+  ``cpu_read``/``cpu_write``.  An access past the mapping is SIGSEGV,
+  reported the same way.
+* ``allocate`` with ``struct_size < 12``: the kernel allocates but cannot
+  return the fd (it lies past the struct), so nothing can name the buffer:
+  refused as a SetupError.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import platform
+import select
+from dataclasses import dataclass, field
+
+from conformance.errors import (
+    NotAvailableOnTarget,
+    SetupError,
+    UnknownExporter,
+    kernel_error,
+)
+from conformance.model.dma import DmaApi
+from conformance.model.exporter import Attachment, Exporter, ModelBuffer, OwnershipViolation
+from conformance.model.memory import LINEAR, PAGE_SIZE, VMAP, Cache, CacheOp, PhysicalMemory
+from conformance.model.profiles import PROFILES, ExporterProfile
+from conformance.records import (
+    STANDARD_DEVICES,
+    DeviceSpec,
+    Direction,
+    DmaEvent,
+    ExporterInfo,
+    KernelHealth,
+    SgSegment,
+    SyncFlag,
+    TargetInfo,
+)
+from conformance.targets.base import DEFAULT_FD_FLAGS, Target
+
+MiB = 1 << 20
+_U64 = (1 << 64) - 1
+_VALID_FD_FLAGS = os.O_CLOEXEC | os.O_ACCMODE
+_SYNC_VALID = int(SyncFlag.RW | SyncFlag.END)
+DMA_BUF_NAME_LEN = 32
+_ALLOC_STRUCT_SIZE = 24  # struct dma_heap_allocation_data
+_POLL_MASK = select.POLLIN | select.POLLOUT
+
+
+class UnknownHandle(SetupError):
+    """A handle the model never handed out, or one already closed."""
+
+
+class UnknownDevice(SetupError):
+    """A device name the model does not offer."""
+
+
+@dataclass
+class _Fd:
+    buffer: ModelBuffer
+    flags: int
+
+
+@dataclass
+class _Mapping:
+    buffer: ModelBuffer
+    offset: int  # bytes into the buffer
+    length: int  # bytes, page multiple
+    shared: bool
+    private: dict[int, bytearray] = field(default_factory=dict)  # MAP_PRIVATE copies
+
+
+@dataclass
+class _Vmap:
+    buffer: ModelBuffer
+    generation: int
+
+
+class ModelTarget(Target):
+    """The in-process reference model.
+
+    ``aliasing``: the vmap alias has its own cache lines (VIPT/VIVT), as on
+    the CPUs seed 003 is about.  ``speculative``: the CPU refills a buffer's
+    lines right after handing it to a device (at map and sync_for_device), so
+    every missing invalidate shows as stale data.  Both default on so that
+    each faulty exporter's bug is observable through target operations.
+    ``vmalloc_bytes`` bounds kernel mappings (a 32-bit-like budget, so the
+    seed 001 mapping failure can happen); ``ram_bytes`` bounds allocations.
+    """
+
+    name = "model"
+
+    def __init__(
+        self,
+        *,
+        aliasing: bool = True,
+        speculative: bool = True,
+        ram_bytes: int = 256 * MiB,
+        cache_bytes: int = 4 * MiB,
+        vmalloc_bytes: int = 32 * MiB,
+        list_profiles: bool = False,
+    ) -> None:
+        # The reference-<kind> stand-ins copy upstream drivers, shortcuts included
+        # (udmabuf and vgem map with SKIP_CPU_SYNC), so they are lockstep shadows,
+        # not exporters to certify: listed only on request, always allocatable.
+        self.list_profiles = list_profiles
+        self.aliasing = aliasing
+        self.speculative = speculative
+        self._devices = {d.name: d for d in STANDARD_DEVICES}
+        self.memory_bytes = ram_bytes
+        self.memory = PhysicalMemory(ram_bytes // PAGE_SIZE)
+        self.cache = Cache(self.memory, cache_bytes // PAGE_SIZE, aliasing)
+        self.dma = DmaApi(self.cache, speculative, set(self._devices))
+        self._warnings: list[str] = []
+        self._violations: list[OwnershipViolation] = []
+        self.exporter = Exporter(
+            self.memory,
+            self.cache,
+            self.dma,
+            vmalloc_bytes,
+            self._warnings.append,
+            self._violations.append,
+        )
+        self._api_errors_seen = 0
+        self._next_handle = 3
+        self._fds: dict[int, _Fd] = {}
+        self._mappings: dict[int, _Mapping] = {}
+        self._attachments: dict[int, Attachment] = {}
+        self._vmaps: dict[int, _Vmap] = {}
+        self._kmaps: dict[int, ModelBuffer] = {}
+        self._sync_files: set[int] = set()
+        self._live: set[int] = set()  # ino of every buffer not yet released
+        self._buffers: dict[int, ModelBuffer] = {}
+
+    # -- the target itself -------------------------------------------------------
+    def info(self) -> TargetInfo:
+        return TargetInfo(
+            target="model",
+            kernel="model (6.1 dma-buf semantics)",
+            machine=platform.machine(),
+            probe_loaded=True,
+            extra={
+                "aliasing_cache": str(self.aliasing),
+                "speculative_fill": str(self.speculative),
+                "mem_total_bytes": str(self.memory_bytes),
+            },
+        )
+
+    def exporters(self) -> list[ExporterInfo]:
+        return [
+            ExporterInfo(name, "model", p.description)
+            for name, p in PROFILES.items()
+            if self.list_profiles or not p.name.startswith("reference-")
+        ]
+
+    def devices(self) -> list[DeviceSpec]:
+        return list(self._devices.values())
+
+    def health(self) -> KernelHealth:
+        warnings = self._warnings[:]
+        errors = self.dma.api_errors[self._api_errors_seen :]
+        self._warnings.clear()
+        self._api_errors_seen = len(self.dma.api_errors)
+        lines = [f"WARNING: {w}" for w in warnings] + [f"DMA-API: {e}" for e in errors]
+        return KernelHealth(len(warnings), len(errors), "\n".join(lines))
+
+    def close_all(self) -> None:
+        for h in list(self._kmaps):
+            self.kunmap(h)
+        for h, v in list(self._vmaps.items()):
+            if v.generation == v.buffer.vmap_generation:
+                self.vunmap(h)
+            else:
+                self._vmaps.pop(h)
+                self._put(v.buffer)
+        for h, a in list(self._attachments.items()):
+            while a.maps > 0:
+                self.unmap_attachment(h, a.cached_dir if a.cached else self._last_dir(a))
+            self.detach(h)
+        for h in list(self._mappings):
+            self.munmap(h)
+        for h in list(self._fds):
+            self.close(h)
+        self._sync_files.clear()
+        # A fresh slate for the next case: what teardown provoked is not its doing.
+        self._warnings.clear()
+        self._violations.clear()
+        self.dma.events.clear()
+        self.dma.cmo.clear()
+        self._api_errors_seen = len(self.dma.api_errors)
+
+    @staticmethod
+    def _last_dir(a: Attachment) -> Direction:
+        return a.sgt.direction if a.sgt is not None and a.sgt.mapped else Direction.BIDIRECTIONAL
+
+    # -- model-only views -------------------------------------------------------------
+    def cmo_log(self, *, clear: bool = True) -> list[CacheOp]:
+        """Every cache-maintenance operation (clean/invalidate/flush, range, mapping, cause)."""
+        log = self.dma.cmo[:]
+        if clear:
+            self.dma.cmo.clear()
+        return log
+
+    def ownership_violations(self, *, clear: bool = True) -> list[OwnershipViolation]:
+        """Accesses by a non-owner (CPU while a non-coherent device owns, device while CPU owns)."""
+        out = self._violations[:]
+        if clear:
+            self._violations.clear()
+        return out
+
+    def ownership(self, buf: int) -> str:
+        """The buffer's seed 003 state: ``un-owned``, ``cpu`` or ``device:<names>``."""
+        b = self._fd(buf, "ownership").buffer
+        owners = [a.device.name for a in b.attachments if a.sgt and a.sgt.owner == "device"]
+        if owners:
+            return "device:" + ",".join(owners)
+        if any(a.sgt is not None for a in b.attachments):
+            return "cpu"
+        return "un-owned"
+
+    def profile_of(self, buf: int) -> ExporterProfile:
+        return self._fd(buf, "profile_of").buffer.profile
+
+    # -- handles --------------------------------------------------------------------
+    def _handle(self) -> int:
+        self._next_handle += 1
+        return self._next_handle
+
+    def _fd(self, buf: int, op: str) -> _Fd:
+        fd = self._fds.get(buf)
+        if fd is None:
+            raise kernel_error(errno.EBADF, op, buf)
+        return fd
+
+    def _get(self, table: dict, handle: int, what: str):
+        try:
+            return table[handle]
+        except KeyError:
+            raise UnknownHandle(f"no open {what} with handle {handle}") from None
+
+    def _hold(self, b: ModelBuffer) -> None:
+        b.refs += 1
+
+    def _put(self, b: ModelBuffer) -> None:
+        b.refs -= 1
+        if b.refs == 0:
+            self.exporter.release(b)
+            self._live.discard(b.ino)
+
+    # -- user space: allocation and the fd ---------------------------------------------
+    def allocate(
+        self,
+        exporter: str,
+        size: int,
+        *,
+        fd_flags: int = DEFAULT_FD_FLAGS,
+        heap_flags: int = 0,
+        struct_size: int | None = None,
+    ) -> int:
+        profile = PROFILES.get(exporter)
+        if profile is None:
+            raise UnknownExporter(
+                f"the model has no exporter {exporter!r}; it offers: {', '.join(PROFILES)}"
+            )
+        op = "DMA_HEAP_IOCTL_ALLOC"
+        length, fd_flags, heap_flags = size & _U64, fd_flags & 0xFFFFFFFF, heap_flags & _U64
+        if struct_size is not None:
+            if struct_size < 12:
+                raise SetupError(
+                    f"struct_size {struct_size}: the fd field (bytes 8-11) would not be "
+                    "copied back, so the new buffer could not be named"
+                )
+            # dma_heap_ioctl zero-fills what a short struct does not carry
+            if struct_size < 16:
+                fd_flags = 0
+            if struct_size < _ALLOC_STRUCT_SIZE:
+                heap_flags = 0
+        arg = {"len": size, "fd_flags": fd_flags, "heap_flags": heap_flags}
+        if fd_flags & ~_VALID_FD_FLAGS or heap_flags:
+            raise kernel_error(errno.EINVAL, op, arg)
+        aligned = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & _U64
+        if aligned == 0:
+            raise kernel_error(errno.EINVAL, op, arg)
+        b = self.exporter.allocate(profile, aligned)
+        self._buffers[b.ino] = b
+        self._live.add(b.ino)
+        return self._open(b, fd_flags)
+
+    def _open(self, b: ModelBuffer, flags: int) -> int:
+        h = self._handle()
+        self._fds[h] = _Fd(b, flags)
+        self._hold(b)
+        return h
+
+    def close(self, buf: int) -> None:
+        fd = self._fd(buf, "close")
+        del self._fds[buf]
+        self._put(fd.buffer)
+
+    def dup(self, buf: int) -> int:
+        fd = self._fd(buf, "dup")
+        return self._open(fd.buffer, fd.flags & ~os.O_CLOEXEC)
+
+    def buffer_size(self, buf: int) -> int:
+        return self.lseek(buf, 0, os.SEEK_END)
+
+    def lseek(self, buf: int, offset: int, whence: int) -> int:
+        b = self._fd(buf, "lseek").buffer
+        if whence not in (os.SEEK_SET, os.SEEK_END) or offset != 0:
+            raise kernel_error(errno.EINVAL, "lseek", (offset, whence))
+        return b.size if whence == os.SEEK_END else 0
+
+    # -- user mappings --------------------------------------------------------------------
+    def mmap(
+        self, buf: int, length: int | None = None, offset: int = 0, *, shared: bool = True
+    ) -> int:
+        fd = self._fd(buf, "mmap")
+        b = fd.buffer
+        length = b.size if length is None else length
+        arg = {"length": length, "offset": offset, "shared": shared}
+        if length <= 0 or offset < 0 or offset % PAGE_SIZE:
+            raise kernel_error(errno.EINVAL, "mmap", arg)
+        # do_mmap: PROT_READ needs FMODE_READ; a shared PROT_WRITE mapping FMODE_WRITE.
+        # (accmode 3 gives neither: OPEN_FMODE(3) == 0)
+        acc = fd.flags & os.O_ACCMODE
+        if acc in (os.O_WRONLY, os.O_ACCMODE) or (shared and acc == os.O_RDONLY):
+            raise kernel_error(errno.EACCES, "mmap", arg)
+        pages = (length + PAGE_SIZE - 1) // PAGE_SIZE
+        # dma_buf_mmap_internal: vm_pgoff + vma_pages > size >> PAGE_SHIFT
+        if b.profile.check_mmap_bounds and offset // PAGE_SIZE + pages > b.size // PAGE_SIZE:
+            raise kernel_error(errno.EINVAL, "mmap", arg)
+        # every 6.1 exporter's mmap: VM_SHARED required
+        if not shared and not b.profile.accept_private:
+            raise kernel_error(errno.EINVAL, "mmap", arg)
+        h = self._handle()
+        self._mappings[h] = _Mapping(b, offset, pages * PAGE_SIZE, shared)
+        self._hold(b)
+        return h
+
+    def munmap(self, mapping: int) -> None:
+        m = self._get(self._mappings, mapping, "mapping")
+        del self._mappings[mapping]
+        self._put(m.buffer)
+
+    def mremap(self, mapping: int, new_length: int) -> None:
+        m = self._get(self._mappings, mapping, "mapping")
+        if new_length <= 0:
+            raise kernel_error(errno.EINVAL, "mremap", new_length)
+        new = (new_length + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+        if new > m.length and m.buffer.profile.mremap_grow == "efault":
+            raise kernel_error(errno.EFAULT, "mremap", new_length)
+        m.length = new
+
+    def _pfn(self, m: _Mapping, pos: int, op: str) -> int:
+        b = m.buffer
+        idx = (m.offset + pos) // PAGE_SIZE
+        if idx < len(b.pages):
+            return b.pages[idx]
+        if not b.profile.check_mmap_bounds:
+            # the fault handler indexes past pages[]: whatever frame lies next
+            return b.pages[-1] + idx - len(b.pages) + 1
+        raise kernel_error(errno.EFAULT, op, f"SIGBUS: page {idx} is past the buffer's end")
+
+    def _cpu_span(self, m: _Mapping, offset: int, length: int, op: str):
+        if offset < 0 or length < 0 or offset + length > m.length:
+            raise kernel_error(
+                errno.EFAULT, op, f"SIGSEGV: {offset}+{length} outside the {m.length} B mapping"
+            )
+        self.exporter.check_cpu_access(m.buffer, "cpu:user-mapping", op)
+        pos, end = offset, offset + length
+        while pos < end:
+            in_page = (m.offset + pos) % PAGE_SIZE
+            n = min(PAGE_SIZE - in_page, end - pos)
+            yield self._pfn(m, pos, op), (m.offset + pos) // PAGE_SIZE, in_page, pos - offset, n
+            pos += n
+
+    def cpu_read(self, mapping: int, offset: int, length: int) -> bytes:
+        m = self._get(self._mappings, mapping, "mapping")
+        uncached = m.buffer.profile.uncached_user_mapping
+        out = bytearray()
+        for pfn, idx, off, _, n in self._cpu_span(m, offset, length, "cpu_read"):
+            private = m.private.get(idx)
+            if private is not None:
+                out += private[off : off + n]
+            elif uncached:
+                out += self.memory.read(pfn, off, n)
+            else:
+                out += self.cache.read(pfn, LINEAR, off, n)
+        return bytes(out)
+
+    def cpu_write(self, mapping: int, offset: int, data: bytes) -> None:
+        m = self._get(self._mappings, mapping, "mapping")
+        uncached = m.buffer.profile.uncached_user_mapping
+        data = bytes(data)
+        for pfn, idx, off, at, n in self._cpu_span(m, offset, len(data), "cpu_write"):
+            chunk = data[at : at + n]
+            if not m.shared:
+                page = m.private.get(idx)
+                if page is None:  # copy-on-write from what the CPU sees now
+                    page = m.private[idx] = bytearray(self.cache.read(pfn, LINEAR, 0, PAGE_SIZE))
+                page[off : off + n] = chunk
+            elif uncached:
+                self.memory.write(pfn, off, chunk)
+            else:
+                self.cache.write(pfn, LINEAR, off, chunk)
+
+    # -- ioctls on the dma-buf fd ---------------------------------------------------------
+    def sync(self, buf: int, flags: int) -> None:
+        b = self._fd(buf, "DMA_BUF_IOCTL_SYNC").buffer
+        op = "DMA_BUF_IOCTL_SYNC"
+        if flags & ~_SYNC_VALID or flags < 0:
+            raise kernel_error(errno.EINVAL, op, flags)
+        rw = flags & SyncFlag.RW
+        if rw == 0:
+            raise kernel_error(errno.EINVAL, op, flags)
+        direction = {
+            SyncFlag.READ: Direction.FROM_DEVICE,
+            SyncFlag.WRITE: Direction.TO_DEVICE,
+            SyncFlag.RW: Direction.BIDIRECTIONAL,
+        }[SyncFlag(rw)]
+        if flags & SyncFlag.END:
+            self.exporter.end_cpu_access(b, direction, op)
+        else:
+            self.exporter.begin_cpu_access(b, direction, op)
+
+    def set_name(self, buf: int, name: bytes, encoding: str = "B") -> None:
+        b = self._fd(buf, "DMA_BUF_SET_NAME").buffer
+        if encoding not in ("A", "B", "legacy"):
+            raise SetupError(f"set_name encoding {encoding!r}: use 'A', 'B' or 'legacy'")
+        op = "DMA_BUF_SET_NAME" + ("" if encoding == "legacy" else f"_{encoding}")
+        text = bytes(name).split(b"\0", 1)[0]
+        # strndup_user(buf, DMA_BUF_NAME_LEN): the string with its NUL must fit
+        if len(text) + 1 > DMA_BUF_NAME_LEN:
+            raise kernel_error(errno.EINVAL, op, bytes(name))
+        b.name = text.decode("utf-8", "replace")
+
+    def fdinfo(self, buf: int) -> dict[str, str]:
+        fd = self._fd(buf, "fdinfo")
+        b = fd.buffer
+        info = {
+            "pos": "0",
+            "flags": f"0{fd.flags | os.O_RDWR:o}",
+            "mnt_id": "0",
+            "ino": str(b.ino),
+            "size": str(b.size),
+            "count": str(b.refs),
+            "exp_name": b.profile.exp_name,
+        }
+        if b.name is not None:
+            info["name"] = b.name
+        return info
+
+    @staticmethod
+    def _sync_file_flags(flags: int, op: str) -> None:
+        if flags & ~int(SyncFlag.RW) or not flags & int(SyncFlag.RW):
+            raise kernel_error(errno.EINVAL, op, flags)
+
+    def export_sync_file(self, buf: int, flags: int) -> int:
+        self._fd(buf, "DMA_BUF_IOCTL_EXPORT_SYNC_FILE")
+        self._sync_file_flags(flags, "DMA_BUF_IOCTL_EXPORT_SYNC_FILE")
+        h = self._handle()  # the model has no pending fences: a signalled stub
+        self._sync_files.add(h)
+        return h
+
+    def import_sync_file(self, buf: int, sync_file: int, flags: int) -> None:
+        op = "DMA_BUF_IOCTL_IMPORT_SYNC_FILE"
+        self._fd(buf, op)
+        self._sync_file_flags(flags, op)
+        if sync_file not in self._sync_files:
+            raise kernel_error(errno.EINVAL, op, sync_file)
+
+    def close_sync_file(self, sync_file: int) -> None:
+        if sync_file not in self._sync_files:
+            raise kernel_error(errno.EBADF, "close", sync_file)
+        self._sync_files.discard(sync_file)
+
+    def poll(self, buf: int, events: int, timeout_ms: int = 0) -> int:
+        self._fd(buf, "poll")
+        return events & _POLL_MASK  # every fence in the model is signalled
+
+    # -- kernel side: the built-in importer ------------------------------------------------
+    def attach(self, buf: int, device: str) -> int:
+        b = self._fd(buf, "dma_buf_attach").buffer
+        dev = self._devices.get(device)
+        if dev is None:
+            raise UnknownDevice(
+                f"the model has no device {device!r}; it offers: {', '.join(self._devices)}"
+            )
+        a = self.exporter.attach(b, dev)
+        self._hold(b)
+        h = self._handle()
+        self._attachments[h] = a
+        return h
+
+    def detach(self, attachment: int) -> None:
+        a = self._get(self._attachments, attachment, "attachment")
+        if a.maps > 0:
+            self._warnings.append(
+                f"dma_buf_detach: attachment to {a.device.name} still mapped ({a.maps})"
+            )
+        self.exporter.detach(a)
+        del self._attachments[attachment]
+        self._put(a.buffer)
+
+    def map_attachment(self, attachment: int, direction: Direction) -> list[SgSegment]:
+        a = self._get(self._attachments, attachment, "attachment")
+        sgt = self.exporter.map_attachment(a, Direction(direction))
+        return list(sgt.segments)
+
+    def unmap_attachment(self, attachment: int, direction: Direction) -> None:
+        a = self._get(self._attachments, attachment, "attachment")
+        if a.maps <= 0:
+            raise kernel_error(errno.EINVAL, "dma_buf_unmap_attachment", "attachment not mapped")
+        self.exporter.unmap_attachment(a, Direction(direction))
+
+    def _device_io(self, attachment: int, offset: int, length: int, op: str):
+        a = self._get(self._attachments, attachment, "attachment")
+        if a.maps <= 0:
+            raise kernel_error(errno.EINVAL, op, "attachment not mapped")
+        if offset < 0 or length < 0 or offset + length > a.buffer.size:
+            raise kernel_error(errno.EINVAL, op, (offset, length))
+        return a
+
+    def device_read(self, attachment: int, offset: int, length: int) -> bytes:
+        a = self._device_io(attachment, offset, length, "device_read")
+        return self.exporter.device_access(a, offset, length, None)
+
+    def device_write(self, attachment: int, offset: int, data: bytes) -> None:
+        a = self._device_io(attachment, offset, len(data), "device_write")
+        self.exporter.device_access(a, offset, len(data), bytes(data))
+
+    def begin_cpu_access(self, buf: int, direction: Direction) -> None:
+        b = self._fd(buf, "dma_buf_begin_cpu_access").buffer
+        self.exporter.begin_cpu_access(b, Direction(direction), "dma_buf_begin_cpu_access")
+
+    def end_cpu_access(self, buf: int, direction: Direction) -> None:
+        b = self._fd(buf, "dma_buf_end_cpu_access").buffer
+        self.exporter.end_cpu_access(b, Direction(direction), "dma_buf_end_cpu_access")
+
+    def vmap(self, buf: int) -> int:
+        b = self._fd(buf, "dma_buf_vmap").buffer
+        generation = self.exporter.vmap(b)
+        self._hold(b)
+        h = self._handle()
+        self._vmaps[h] = _Vmap(b, generation)
+        return h
+
+    def vunmap(self, vmap: int) -> None:
+        v = self._get(self._vmaps, vmap, "vmap")
+        self.exporter.vunmap(v.buffer)
+        del self._vmaps[vmap]
+        self._put(v.buffer)
+
+    def _vmap_span(self, vmap: int, offset: int, length: int, op: str):
+        v = self._get(self._vmaps, vmap, "vmap")
+        b = v.buffer
+        if v.generation != b.vmap_generation or not b.vmap_live:
+            self._warnings.append(
+                f"{op}: buffer {b.ino}: access through a vmap that was torn down "
+                "(use after vunmap: an oops on a real kernel)"
+            )
+            raise kernel_error(errno.EFAULT, op, "kernel mapping gone")
+        if offset < 0 or length < 0 or offset + length > b.size:
+            raise kernel_error(errno.EINVAL, op, (offset, length))
+        self.exporter.check_cpu_access(b, "cpu:vmap", op)
+        pos, end = offset, offset + length
+        while pos < end:
+            idx, off = divmod(pos, PAGE_SIZE)
+            n = min(PAGE_SIZE - off, end - pos)
+            yield b.pages[idx], off, pos - offset, n
+            pos += n
+
+    def vmap_read(self, vmap: int, offset: int, length: int) -> bytes:
+        out = bytearray()
+        for pfn, off, _, n in self._vmap_span(vmap, offset, length, "vmap_read"):
+            out += self.cache.read(pfn, VMAP, off, n)
+        return bytes(out)
+
+    def vmap_write(self, vmap: int, offset: int, data: bytes) -> None:
+        data = bytes(data)
+        for pfn, off, at, n in self._vmap_span(vmap, offset, len(data), "vmap_write"):
+            self.cache.write(pfn, VMAP, off, data[at : at + n])
+
+    def kmap(self, buf: int, page: int) -> int:
+        b = self._fd(buf, "dma_buf_kmap").buffer
+        if not b.profile.has_kmap:
+            raise NotAvailableOnTarget(
+                f"dma_buf_kmap: {b.profile.exporter_name} mirrors a 6.1 exporter, and "
+                "dma_buf_kmap was removed in 5.6"
+            )
+        if page < 0 or page >= len(b.pages):
+            raise kernel_error(errno.EINVAL, "dma_buf_kmap", page)
+        self.exporter.kmap(b, page)
+        self._hold(b)
+        h = self._handle()
+        self._kmaps[h] = b
+        return h
+
+    def kunmap(self, kmap: int) -> None:
+        b = self._get(self._kmaps, kmap, "kmap")
+        self.exporter.kunmap(b)
+        del self._kmaps[kmap]
+        self._put(b)
+
+    def counters(self, buf: int) -> dict[str, int]:
+        b = self._fd(buf, "counters").buffer
+        return {
+            "attachments": len(b.attachments),
+            "maps": sum(a.maps for a in b.attachments),
+            "vmap_count": b.vmap_count,
+            "kmap_count": b.kmap_count,
+            # model only: sg tables the exporter holds DMA-mapped right now
+            "dma_mapped": sum(1 for a in b.attachments if a.sgt is not None and a.sgt.mapped),
+        }
+
+    def dma_events(self, device: str | None = None, *, clear: bool = True) -> list[DmaEvent]:
+        events = [e for e in self.dma.events if device is None or e.device == device]
+        if clear:
+            if device is None:
+                self.dma.events.clear()
+            else:
+                self.dma.events[:] = [e for e in self.dma.events if e.device != device]
+        return events
+
+    def live_buffers(self) -> int:
+        return len(self._live)

@@ -1,0 +1,231 @@
+"""LocalTarget: handle bookkeeping, the probe-unavailable path, health and leak counting.
+
+The buffers here are memfds adopted as if they were dma-bufs (this kernel has
+no exporter); every call still goes through the real syscalls.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from conformance.errors import (
+    BadAddress,
+    BadFileDescriptor,
+    InvalidArgument,
+    NotATypewriter,
+    NotAvailableOnTarget,
+    ProbeUnavailable,
+    UnknownExporter,
+)
+from conformance.exporters.discovery import Paths
+from conformance.exporters.dmabuf import DmaBuf
+from conformance.exporters.libc import PAGE_SIZE
+from conformance.records import Direction
+from conformance.targets.base import OPERATIONS, Target
+from conformance.targets.local import LocalTarget
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> LocalTarget:
+    nowhere = str(tmp_path / "none")
+    t = LocalTarget(
+        paths=Paths(dma_heap=nowhere, udmabuf=nowhere, dri=nowhere, ion=nowhere),
+        probe_path=str(tmp_path / "dmabuf_probe"),
+        kmsg_path=str(tmp_path / "kmsg"),
+    )
+    yield t
+    t.shutdown()
+
+
+def _memfd(size: int = 2 * PAGE_SIZE) -> DmaBuf:
+    fd = os.memfd_create("fake-dmabuf", os.MFD_CLOEXEC)
+    os.ftruncate(fd, size)
+    return DmaBuf(fd, "memfd")
+
+
+def test_implements_every_operation() -> None:
+    assert not getattr(LocalTarget, "__abstractmethods__", None)
+    for op in OPERATIONS:
+        assert getattr(LocalTarget, op) is not getattr(Target, op, None), op
+
+
+def test_handle_lifecycle_and_close_all(target: LocalTarget) -> None:
+    buf = target.adopt(_memfd())
+    dup = target.dup(buf)
+    m = target.mmap(buf)
+    target.cpu_write(m, 5, b"hello")
+    assert target.cpu_read(m, 5, 5) == b"hello"
+    assert target.buffer_size(dup) == 2 * PAGE_SIZE
+    fd = target.fd(buf)
+    target.close(buf)
+    # the mapping outlives the fd, as with a dma-buf
+    assert target.cpu_read(m, 5, 5) == b"hello"
+    with pytest.raises(OSError):
+        os.fstat(fd)
+    assert len({buf, dup, m}) == 3
+    assert target.open_handles() == {
+        "buffers": 1,
+        "mappings": 1,
+        "sync_files": 0,
+        "attachments": 0,
+        "vmaps": 0,
+        "kmaps": 0,
+    }
+    dup_fd = target.fd(dup)
+    target.close_all()
+    assert sum(target.open_handles().values()) == 0
+    with pytest.raises(OSError):
+        os.fstat(dup_fd)
+
+
+def test_unknown_handles_answer_like_the_kernel(target: LocalTarget) -> None:
+    buf = target.adopt(_memfd())
+    target.close(buf)
+    with pytest.raises(BadFileDescriptor) as ei:
+        target.close(buf)
+    assert ei.value.op == "close"
+    with pytest.raises(BadFileDescriptor, match="DMA_BUF_IOCTL_SYNC"):
+        target.sync(buf, 3)
+    with pytest.raises(InvalidArgument, match="munmap"):
+        target.munmap(12345)
+    with pytest.raises(InvalidArgument, match="dma_buf_detach"):
+        target.detach(12345)
+    with pytest.raises(BadFileDescriptor):
+        target.close_sync_file(999)
+    # a mapping handle is not a buffer handle
+    other = target.adopt(_memfd())
+    m = target.mmap(other)
+    with pytest.raises(BadFileDescriptor):
+        target.sync(m, 3)
+
+
+def test_uapi_reaches_the_kernel(target: LocalTarget) -> None:
+    buf = target.adopt(_memfd())
+    with pytest.raises(NotATypewriter, match="DMA_BUF_IOCTL_SYNC"):
+        target.sync(buf, 3)
+    with pytest.raises(NotATypewriter, match="DMA_BUF_SET_NAME_A"):
+        target.set_name(buf, b"x", "A")
+    with pytest.raises(NotATypewriter, match="IMPORT_SYNC_FILE"):
+        target.import_sync_file(buf, 777, 1)
+    with pytest.raises(InvalidArgument) as ei:
+        target.mmap(buf, PAGE_SIZE, 1)
+    assert ei.value.op == "mmap"
+    m = target.mmap(buf)
+    target.mremap(m, 4 * PAGE_SIZE)
+    with pytest.raises(BadAddress):
+        target.cpu_read(m, 3 * PAGE_SIZE, 1)
+    assert {"pos", "flags"} <= set(target.fdinfo(buf))
+    assert target.lseek(buf, 0, os.SEEK_END) == 2 * PAGE_SIZE
+
+
+def test_kernel_side_needs_the_probe(target: LocalTarget) -> None:
+    buf = target.adopt(_memfd())
+    assert target.devices() == []
+    for call in (
+        lambda: target.attach(buf, "coherent"),
+        lambda: target.begin_cpu_access(buf, Direction.TO_DEVICE),
+        lambda: target.vmap(buf),
+        lambda: target.kmap(buf, 0),
+        lambda: target.counters(buf),
+        lambda: target.dma_events(),
+    ):
+        with pytest.raises(ProbeUnavailable) as ei:
+            call()
+        assert "insmod qemu/probe/dmabuf_probe.ko" in str(ei.value)
+        assert "make -C qemu/probe" in str(ei.value)
+    assert target.info().probe_loaded is False
+
+
+def test_a_file_that_is_not_the_probe_is_refused(tmp_path: Path) -> None:
+    pytest.importorskip("conformance.probe.client")
+    fake = tmp_path / "dmabuf_probe"
+    fake.write_bytes(b"")
+    t = LocalTarget(
+        paths=Paths(dma_heap="/none", udmabuf="/none", dri="/none", ion="/none"),
+        probe_path=str(fake),
+        kmsg_path="/nonexistent",
+    )
+    buf = t.adopt(_memfd())
+    with pytest.raises(ProbeUnavailable, match="not the dmabuf probe"):
+        t.attach(buf, "coherent")
+    t.shutdown()
+
+
+def test_unknown_exporter_says_why(target: LocalTarget) -> None:
+    assert target.exporters() == []
+    with pytest.raises(UnknownExporter, match=r"'heap:system'.*offers: none \(no "):
+        target.allocate("heap:system", 4096)
+    info = target.info()
+    assert info.target == "local" and info.kernel == os.uname().release
+    assert "no " in info.extra["why_no_exporter"]
+
+
+def test_health_counts_new_kernel_complaints(tmp_path: Path) -> None:
+    fifo = tmp_path / "kmsg"
+    os.mkfifo(fifo)
+    t = LocalTarget(
+        paths=Paths("/none", "/none", "/none", "/none"),
+        kmsg_path=str(fifo),
+        debugfs=str(tmp_path / "debug"),
+    )
+    writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        assert t.health().warnings == 0
+        os.write(
+            writer,
+            b"6,1,100,-;ordinary message\n"
+            b"4,2,101,-;WARNING: CPU: 1 PID: 7 at drivers/dma-buf/x.c:10 f+0x1\n"
+            b" SUBSYSTEM=dma-buf\n"
+            b"0,3,102,-;BUG: KASAN: use-after-free in dma_buf_set_name\n",
+        )
+        h = t.health()
+        assert h.warnings == 2
+        assert "dma_buf_set_name" in h.log_excerpt and "ordinary" not in h.log_excerpt
+        assert t.health().warnings == 0  # counted once
+    finally:
+        os.close(writer)
+        t.shutdown()
+
+
+def test_health_dma_api_error_delta(tmp_path: Path) -> None:
+    count = tmp_path / "debug" / "dma-api" / "error_count"
+    count.parent.mkdir(parents=True)
+    count.write_text("3\n")
+    t = LocalTarget(
+        paths=Paths("/none", "/none", "/none", "/none"),
+        kmsg_path="/nonexistent",
+        debugfs=str(tmp_path / "debug"),
+    )
+    assert t.health().dma_api_errors == 0
+    count.write_text("5\n")
+    assert t.health().dma_api_errors == 2
+    assert t.health().dma_api_errors == 0
+
+
+def test_live_buffers_from_debugfs(tmp_path: Path) -> None:
+    bufinfo = tmp_path / "debug" / "dma_buf" / "bufinfo"
+    bufinfo.parent.mkdir(parents=True)
+    bufinfo.write_text(
+        "\nDma-buf Objects:\nsize    \tflags   \tmode    \tcount   \texp_name\tino     \tname\n"
+        "00004096\t00000002\t00080007\t00000001\tsystem\t00000010\t<none>\n"
+        "\tAttached Devices:\nTotal 0 devices attached\n\n\nTotal 1 objects, 4096 bytes\n"
+    )
+    t = LocalTarget(
+        paths=Paths("/none", "/none", "/none", "/none"),
+        kmsg_path="/nonexistent",
+        debugfs=str(tmp_path / "debug"),
+    )
+    assert t.live_buffers() == 1
+    bufinfo.write_text("garbage")
+    with pytest.raises(NotAvailableOnTarget, match="Total N objects"):
+        t.live_buffers()
+
+
+def test_live_buffers_on_this_kernel() -> None:
+    if not os.path.exists("/sys/kernel/debug/dma_buf/bufinfo"):
+        pytest.skip("no debugfs dma_buf here (CONFIG_DMA_SHARED_BUFFER/DEBUG_FS off or no root)")
+    t = LocalTarget(kmsg_path="/nonexistent")
+    assert t.live_buffers() >= 0

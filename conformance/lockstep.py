@@ -220,8 +220,10 @@ class CheckedTarget(Target):
     """A target whose every operation is recorded and, with a shadow, compared.
 
     ``model_exporter_for`` maps an exporter name of the target to the model
-    exporter that stands in for it on the shadow.  Operations outside
-    ``OPERATIONS`` (info, exporters, health, ...) go to the target alone.
+    exporter that stands in for it on the shadow.  ``on_step`` is told of
+    every finished step (the report turns them into Allure steps).
+    Operations outside ``OPERATIONS`` (info, exporters, health, ...) go to
+    the target alone.
     """
 
     def __init__(
@@ -229,11 +231,13 @@ class CheckedTarget(Target):
         target: Target,
         shadow: Target | None = None,
         model_exporter_for: Callable[[str], str] | None = None,
+        on_step: Callable[[Observation], None] | None = None,
     ) -> None:
         self.inner = target
         self.name = target.name
         self.shadow = shadow
         self._model_exporter_for = model_exporter_for or (lambda name: name)
+        self._on_step = on_step
         self.log = ObservationLog()
         self._handles: dict[tuple[str, int], int] = {}
 
@@ -268,6 +272,20 @@ class CheckedTarget(Target):
 
         shadow_args = self._shadow_arguments(op, bound) if self.shadow is not None else None
 
+        try:
+            return self._run_step(op, method, bound, shadow_args, step)
+        finally:
+            if self._on_step is not None:
+                self._on_step(step)
+
+    def _run_step(
+        self,
+        op: str,
+        method: Callable[..., Any],
+        bound: inspect.BoundArguments,
+        shadow_args: inspect.BoundArguments | None,
+        step: Observation,
+    ) -> Any:
         error: BaseException | None = None
         result: Any = None
         try:

@@ -15,4 +15,4 @@ if Path(fixtures.__file__).resolve().parent != Path(__file__).resolve().parent /
         "run pytest from the repository root"
     )
 
-pytest_plugins = ["fixtures.plugin"]
+pytest_plugins = ["fixtures.plugin", "fixtures.reporting", "fixtures.generated"]

@@ -96,11 +96,18 @@ def test_first_device_map_cleans_what_the_cpu_wrote(target, exporter, direction)
     buf = target.allocate(exporter.name, SIZE)
     data = _cpu_fill(target, buf, seed=0x21)
     att = target.attach(buf, "noncoherent")
+    target.dma_events(clear=True)
     target.map_attachment(att, direction)
+    maps = [e for e in target.dma_events(clear=True) if e.device == "noncoherent"]
     seen = target.device_read(att, 0, SIZE)
     target.unmap_attachment(att, direction)
     target.detach(att)
-    assert seen == data
+    assert seen == data, "the device read memory older than what the CPU wrote"
+    skipped = [str(e) for e in maps if e.skip_cpu_sync]
+    assert maps and not skipped, (
+        "the CPU wrote the buffer, so its first map for a non-coherent device must clean the "
+        f"CPU cache; the exporter made: {[str(e) for e in maps] or 'no dma_map_sg'}"
+    )
 
 
 @pytest.mark.case("CMO-003")
@@ -124,9 +131,10 @@ def test_cpu_reads_device_write_after_unmap(target, exporter, direction):
     target.unmap_attachment(att, direction)
     events = target.dma_events(clear=True)
     target.detach(att)
-    assert [e.direction for e in _unmaps(events, "noncoherent")] == [direction], (
-        f"expected one dma_unmap_sg({direction.name}) on the non-coherent device at unmap, "
-        f"the exporter made: {[str(e) for e in events] or 'none'}"
+    unmaps = _unmaps(events, "noncoherent")
+    assert [(e.direction, e.skip_cpu_sync) for e in unmaps] == [(direction, False)], (
+        f"expected one dma_unmap_sg({direction.name}) with CPU sync on the non-coherent device "
+        f"at unmap, the exporter made: {[str(e) for e in events] or 'none'}"
     )
     assert _cpu_read(target, buf) == written
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.errors import InvalidArgument
+from conformance.errors import BadAddress, InvalidArgument
 from conformance.patterns import PAGE_SIZE, pattern
 
 pytestmark = pytest.mark.mmap
@@ -91,3 +91,43 @@ def test_two_mappings_share_the_same_pages(target, exporter):
     data = pattern(PAGE_SIZE, seed=0x52)
     target.cpu_write(window, 0, data)
     assert target.cpu_read(whole, 2 * PAGE_SIZE, PAGE_SIZE) == data
+
+
+@pytest.mark.case("MMAP-006")
+@pytest.mark.applies_to("heap", "ion", "vgem")
+def test_mremap_growth_is_refused(target, exporter):
+    """Growing a mapping with mremap is refused with EFAULT; the mapping stays as it was.
+
+    Contract: the heaps and vgem map with VM_PFNMAP|VM_DONTEXPAND (6.1
+    remap_pfn_range / drm_gem_mmap_obj), so vma_to_resize refuses growth
+    with -EFAULT.  A failing exporter lets a mapping grow past the buffer:
+    the tail is either neighbouring memory or a SIGBUS trap for user space.
+    (udmabuf maps through a fault handler and may grow: MMAP-007.)
+    """
+    buf = target.allocate(exporter.name, SIZE)
+    m = target.mmap(buf)
+    data = pattern(SIZE, seed=0x2F)
+    target.cpu_write(m, 0, data)
+    with pytest.raises(BadAddress):
+        target.mremap(m, 2 * SIZE)
+    assert target.cpu_read(m, 0, SIZE) == data
+
+
+@pytest.mark.case("MMAP-007")
+@pytest.mark.applies_to("udmabuf")
+def test_grown_udmabuf_mapping_faults_past_the_buffer(target, exporter):
+    """A udmabuf mapping grown by mremap keeps its data and faults past the buffer's end.
+
+    Contract: 6.1 udmabuf maps through udmabuf_vm_fault, which returns
+    VM_FAULT_SIGBUS for a page offset at or past the page count (measured
+    in a 6.1 guest: growth succeeds, access past the end is SIGBUS).  A
+    failing exporter maps whatever page lies past its array.
+    """
+    buf = target.allocate(exporter.name, SIZE)
+    m = target.mmap(buf)
+    data = pattern(SIZE, seed=0x3E)
+    target.cpu_write(m, 0, data)
+    target.mremap(m, 2 * SIZE)
+    assert target.cpu_read(m, 0, SIZE) == data
+    with pytest.raises(BadAddress):
+        target.cpu_read(m, SIZE, PAGE_SIZE)

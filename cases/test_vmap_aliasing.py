@@ -22,7 +22,7 @@ SIZE = 4 * PAGE_SIZE
 
 
 @pytest.mark.case("VMAP-001")
-def test_device_reads_what_the_kernel_wrote_through_vmap(target, exporter):
+def test_device_reads_what_the_kernel_wrote_through_vmap(target, exporter, vmap_or_skip):
     """What the kernel writes through a vmap, between begin/end_cpu_access, reaches the device.
 
     Contract: end_cpu_access (or the next map) flushes the vmap alias
@@ -31,7 +31,7 @@ def test_device_reads_what_the_kernel_wrote_through_vmap(target, exporter):
     reads old data.
     """
     buf = target.allocate(exporter.name, SIZE)
-    v = target.vmap(buf)
+    v = vmap_or_skip(buf)
     data = pattern(SIZE, seed=0x6A)
     target.begin_cpu_access(buf, Direction.TO_DEVICE)
     target.vmap_write(v, 0, data)
@@ -46,7 +46,7 @@ def test_device_reads_what_the_kernel_wrote_through_vmap(target, exporter):
 
 
 @pytest.mark.case("VMAP-002")
-def test_vmap_reads_what_the_device_wrote(target, exporter):
+def test_vmap_reads_what_the_device_wrote(target, exporter, vmap_or_skip):
     """After a device wrote and was unmapped, a vmap read inside begin_cpu_access shows its data.
 
     Contract: begin_cpu_access invalidates the vmap alias
@@ -54,7 +54,7 @@ def test_vmap_reads_what_the_device_wrote(target, exporter):
     exporter leaves stale alias lines that the kernel then reads.
     """
     buf = target.allocate(exporter.name, SIZE)
-    v = target.vmap(buf)
+    v = vmap_or_skip(buf)
     target.begin_cpu_access(buf, Direction.FROM_DEVICE)
     before = target.vmap_read(v, 0, SIZE)  # pulls the alias into the cache
     target.end_cpu_access(buf, Direction.FROM_DEVICE)

@@ -264,6 +264,7 @@ class CheckedTarget(Target):
         self.shadow = None
 
     def _call(self, op: str, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True  # the vendor needs the step table, not our frames
         method = getattr(self.inner, op)
         bound = _SIGNATURES[op].bind(*args, **kwargs)
         bound.apply_defaults()
@@ -286,6 +287,7 @@ class CheckedTarget(Target):
         shadow_args: inspect.BoundArguments | None,
         step: Observation,
     ) -> Any:
+        __tracebackhide__ = True
         error: BaseException | None = None
         result: Any = None
         try:
@@ -359,6 +361,7 @@ def _make_forwarder(op: str) -> Callable[..., Any]:
     base = getattr(Target, op)
 
     def forward(self: CheckedTarget, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         return self._call(op, *args, **kwargs)
 
     forward.__name__ = op

@@ -77,9 +77,14 @@ def build_runs(pages: list[int], max_segment: int = 0, boundary: int = 0) -> lis
 class DmaApi:
     """DMA-API calls on model devices, with their CMOs, event log and ownership."""
 
-    def __init__(self, cache: Cache, speculative: bool, visible: set[str]) -> None:
+    def __init__(
+        self, cache: Cache, speculative: bool, visible: set[str], bounce_on_map: bool = False
+    ) -> None:
         self.cache = cache
         self.speculative = speculative
+        # swiotlb since the 5.17 info-leak fix copies the pages into the bounce
+        # slot at every map, DMA_ATTR_SKIP_CPU_SYNC or not: a map always "cleans".
+        self.bounce_on_map = bounce_on_map
         self.visible = visible  # devices whose calls dma_events() reports (the probe's)
         self.events: list[DmaEvent] = []
         self.cmo: list[CacheOp] = []
@@ -111,7 +116,7 @@ class DmaApi:
         sgt.segments = segments
         sgt.mapped = True
         sgt.direction = direction
-        if not skip_cpu_sync:
+        if not skip_cpu_sync or self.bounce_on_map:
             self._for_device(sgt, direction, f"dma_map_sg({dev.name})")
         sgt.owner = DEVICE_OWNED
         self._speculate(sgt)

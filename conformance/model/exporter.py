@@ -37,7 +37,9 @@ class OwnershipViolation:
         return f"buffer {self.buffer}: {self.op} by {self.accessor}: {self.detail}"
 
 
-@dataclass
+# eq=False: two attachments of one buffer to the same device are equal field for
+# field, yet detach must remove exactly the one detached (found by GEN-001).
+@dataclass(eq=False)
 class Attachment:
     buffer: ModelBuffer
     device: DeviceSpec

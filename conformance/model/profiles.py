@@ -26,6 +26,7 @@ FAMILIES = (
     "dma-constraints",
     "zero-fill",
     "leak",
+    "uapi",
 )
 
 
@@ -64,6 +65,9 @@ class ExporterProfile:
     accept_private: bool = False
     check_mmap_bounds: bool = True
     mremap_grow: str = "efault"  # "efault" (VM_PFNMAP|VM_DONTEXPAND) or "fault-handler"
+    # the dma-buf file (core code, but a vendor kernel carries its own copy of it)
+    name_len_checked: bool = True  # SET_NAME: strndup_user(buf, DMA_BUF_NAME_LEN)
+    put_on_fd_failure: bool = True  # a failed fd install drops the new buffer (dma_buf_put)
 
     @property
     def exporter_name(self) -> str:
@@ -240,6 +244,30 @@ FAULTY: tuple[ExporterProfile, ...] = (
         "uapi-facts.md ('double free or leak')",
         "release frees the dma-buf but never returns its pages: memory runs out",
         free_pages_on_release=False,
+    ),
+    _faulty(
+        "mremap-grow",
+        "mmap",
+        "uapi-facts.md ('mapping grown past the buffer with mremap')",
+        "user mappings lack VM_DONTEXPAND: mremap grows a mapping past the buffer, and "
+        "the tail faults (SIGBUS) instead of the growth being refused",
+        mremap_grow="fault-handler",
+    ),
+    _faulty(
+        "leak-on-fd-failure",
+        "leak",
+        "uapi-facts.md ('double free or leak when installing the fd fails')",
+        "when no fd is left (EMFILE) the new buffer is never released: every failed "
+        "allocation leaks a buffer and its pages",
+        put_on_fd_failure=False,
+    ),
+    _faulty(
+        "set-name-unbounded",
+        "uapi",
+        "dma-buf.c dma_buf_set_name (strndup_user with DMA_BUF_NAME_LEN)",
+        "DMA_BUF_SET_NAME copies a name of any length: user space sets kernel memory "
+        "use without bound and fdinfo/bufinfo print it whole",
+        name_len_checked=False,
     ),
 )
 

@@ -26,6 +26,7 @@ from conformance.errors import (
     KernelError,
     NotAvailableOnTarget,
     ProbeUnavailable,
+    SetupError,
     kernel_error,
 )
 from conformance.exporters.base import Exporter
@@ -174,7 +175,12 @@ class LocalTarget(Target):
     # -- the target itself ---------------------------------------------------------
     def info(self) -> TargetInfo:
         u = os.uname()
-        extra = {"kernel_version": u.version, "probe_path": self.probe_path}
+        extra = {
+            "kernel_version": u.version,
+            "probe_path": self.probe_path,
+            "mem_total_bytes": str(_mem_total_bytes()),
+            "dma_platform": self._dma_platform(u.machine),
+        }
         if not self._exporter_table():
             extra["why_no_exporter"] = why_none_found(paths=self.paths)
         return TargetInfo(
@@ -184,6 +190,22 @@ class LocalTarget(Target):
             probe_loaded=os.path.exists(self.probe_path),
             extra=extra,
         )
+
+    def _dma_platform(self, machine: str) -> str:
+        """Which ``conformance.targets.model.PLATFORMS`` entry this machine behaves like.
+
+        With the probe on a swiotlb=force kernel the non-coherent devices see a
+        bounce copy; without bouncing, x86 DMA snoops the caches; other
+        architectures do real cache maintenance (physically indexed caches).
+        """
+        try:
+            if self._probe_client().bounces("noncoherent"):
+                return "swiotlb-bounce"
+        except SetupError:
+            pass
+        if machine in ("x86_64", "i686", "i386"):
+            return "coherent"
+        return "noncoherent-pipt"
 
     def _exporter_table(self) -> dict[str, Exporter]:
         if self._exporters is None:
@@ -255,6 +277,9 @@ class LocalTarget(Target):
             dmabuf = self._buffers.pop(buf)
             if dmabuf.fd >= 0:
                 self._quietly(dmabuf.close)
+        if probe is not None:
+            # The teardown above made DMA calls too: the next case starts with an empty log.
+            self._quietly(probe.dma_events, None, True)
 
     @staticmethod
     def _quietly(func: Any, *args: Any) -> None:
@@ -474,3 +499,15 @@ class LocalTarget(Target):
                 f"({os.strerror(err)}): live-buffer counts need debugfs (CONFIG_DEBUG_FS) "
                 "and root"
             )
+
+
+def _mem_total_bytes() -> int:
+    """MemTotal from /proc/meminfo (0 when unreadable)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

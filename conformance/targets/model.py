@@ -10,6 +10,11 @@ built-in importer.  Choices where 6.1 gives no errno:
   past the buffer is SIGBUS, reported as ``BadAddress`` (EFAULT) from
   ``cpu_read``/``cpu_write``.  An access past the mapping is SIGSEGV,
   reported the same way.
+* fds: a process gets ``fd_limit`` of them (RLIMIT_NOFILE's usual soft
+  limit, 1024, by default), buffers and sync files alike; past it an
+  allocation, ``dup`` or sync-file export fails with EMFILE, and a new
+  buffer whose fd cannot be installed is released (dma_heap_ioctl_allocate
+  calls dma_buf_put).
 * ``allocate`` with ``struct_size < 12``: the kernel allocates but cannot
   return the fd (it lies past the struct), so nothing can name the buffer:
   refused as a SetupError.
@@ -17,7 +22,9 @@ built-in importer.  Choices where 6.1 gives no errno:
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import itertools
 import os
 import platform
 import select
@@ -84,6 +91,22 @@ class _Vmap:
     generation: int
 
 
+# How DMA behaves on the machine a real target runs on, so that the shadow
+# model of a lockstep check predicts what that machine can show:
+#   model          non-coherent arm64-style devices, aliasing cache (the default)
+#   swiotlb-bounce x86 guest booted with swiotlb=force: the non-coherent probe
+#                  devices see a bounce copy that moves at map/unmap/sync, the
+#                  CPU cache is physically indexed, and every map bounces
+#   coherent       x86 without bouncing: every device snoops the CPU cache
+#   noncoherent-pipt  an arm64 board: real CMOs, physically indexed caches
+PLATFORMS: dict[str, dict[str, bool]] = {
+    "model": {},
+    "swiotlb-bounce": {"aliasing": False, "bounce_on_map": True},
+    "coherent": {"aliasing": False, "all_coherent": True},
+    "noncoherent-pipt": {"aliasing": False},
+}
+
+
 class ModelTarget(Target):
     """The in-process reference model.
 
@@ -98,6 +121,14 @@ class ModelTarget(Target):
 
     name = "model"
 
+    @classmethod
+    def for_platform(cls, platform: str) -> ModelTarget:
+        """A model that behaves like the named DMA platform (see ``PLATFORMS``)."""
+        if platform not in PLATFORMS:
+            known = ", ".join(PLATFORMS)
+            raise SetupError(f"unknown DMA platform {platform!r}; the model knows: {known}")
+        return cls(**PLATFORMS[platform])
+
     def __init__(
         self,
         *,
@@ -107,18 +138,25 @@ class ModelTarget(Target):
         cache_bytes: int = 4 * MiB,
         vmalloc_bytes: int = 32 * MiB,
         list_profiles: bool = False,
+        fd_limit: int = 1024,
+        bounce_on_map: bool = False,
+        all_coherent: bool = False,
     ) -> None:
         # The reference-<kind> stand-ins copy upstream drivers, shortcuts included
         # (udmabuf and vgem map with SKIP_CPU_SYNC), so they are lockstep shadows,
         # not exporters to certify: listed only on request, always allocatable.
         self.list_profiles = list_profiles
+        self.fd_limit = fd_limit
         self.aliasing = aliasing
         self.speculative = speculative
-        self._devices = {d.name: d for d in STANDARD_DEVICES}
+        self._devices = {
+            d.name: dataclasses.replace(d, coherent=True) if all_coherent else d
+            for d in STANDARD_DEVICES
+        }
         self.memory_bytes = ram_bytes
         self.memory = PhysicalMemory(ram_bytes // PAGE_SIZE)
         self.cache = Cache(self.memory, cache_bytes // PAGE_SIZE, aliasing)
-        self.dma = DmaApi(self.cache, speculative, set(self._devices))
+        self.dma = DmaApi(self.cache, speculative, set(self._devices), bounce_on_map)
         self._warnings: list[str] = []
         self._violations: list[OwnershipViolation] = []
         self.exporter = Exporter(
@@ -130,7 +168,8 @@ class ModelTarget(Target):
             self._violations.append,
         )
         self._api_errors_seen = 0
-        self._next_handle = 3
+        # next() on a count is atomic under the GIL: threaded cases get distinct handles
+        self._handles = itertools.count(4)
         self._fds: dict[int, _Fd] = {}
         self._mappings: dict[int, _Mapping] = {}
         self._attachments: dict[int, Attachment] = {}
@@ -231,8 +270,7 @@ class ModelTarget(Target):
 
     # -- handles --------------------------------------------------------------------
     def _handle(self) -> int:
-        self._next_handle += 1
-        return self._next_handle
+        return next(self._handles)
 
     def _fd(self, buf: int, op: str) -> _Fd:
         fd = self._fds.get(buf)
@@ -292,9 +330,20 @@ class ModelTarget(Target):
         b = self.exporter.allocate(profile, aligned)
         self._buffers[b.ino] = b
         self._live.add(b.ino)
-        return self._open(b, fd_flags)
+        try:
+            return self._open(b, fd_flags, op)
+        except OSError:
+            if profile.put_on_fd_failure:
+                self._hold(b)
+                self._put(b)  # the only reference: released with its pages
+            raise
 
-    def _open(self, b: ModelBuffer, flags: int) -> int:
+    def _check_fd_available(self, op: str) -> None:
+        if len(self._fds) + len(self._sync_files) >= self.fd_limit:
+            raise kernel_error(errno.EMFILE, op, f"{self.fd_limit} fds open")
+
+    def _open(self, b: ModelBuffer, flags: int, op: str = "dup") -> int:
+        self._check_fd_available(op)
         h = self._handle()
         self._fds[h] = _Fd(b, flags)
         self._hold(b)
@@ -438,7 +487,7 @@ class ModelTarget(Target):
         op = "DMA_BUF_SET_NAME" + ("" if encoding == "legacy" else f"_{encoding}")
         text = bytes(name).split(b"\0", 1)[0]
         # strndup_user(buf, DMA_BUF_NAME_LEN): the string with its NUL must fit
-        if len(text) + 1 > DMA_BUF_NAME_LEN:
+        if len(text) + 1 > DMA_BUF_NAME_LEN and b.profile.name_len_checked:
             raise kernel_error(errno.EINVAL, op, bytes(name))
         b.name = text.decode("utf-8", "replace")
 
@@ -466,6 +515,7 @@ class ModelTarget(Target):
     def export_sync_file(self, buf: int, flags: int) -> int:
         self._fd(buf, "DMA_BUF_IOCTL_EXPORT_SYNC_FILE")
         self._sync_file_flags(flags, "DMA_BUF_IOCTL_EXPORT_SYNC_FILE")
+        self._check_fd_available("DMA_BUF_IOCTL_EXPORT_SYNC_FILE")
         h = self._handle()  # the model has no pending fences: a signalled stub
         self._sync_files.add(h)
         return h

@@ -1,0 +1,148 @@
+"""The host/guest wire protocol: JSON lines over a virtio-serial port.
+
+Request:  ``{"id": 7, "op": "allocate", "args": [...], "kwargs": {...}}``
+Reply:    ``{"id": 7, "result": <value>}`` or ``{"id": 7, "error": {...}}``
+Ready:    the agent's first line is ``{"id": 0, "ready": {...}}`` once it can serve.
+
+Values are JSON with three tagged forms: ``{"__bytes__": "<base64>"}`` for
+bytes, ``{"__record__": "<Class>", "v": {...}}`` for the shared records, and
+plain ints for ``Direction`` (the agent turns them back by the method's
+annotation).  Errors keep their type across the wire: a ``KernelError`` travels
+as errno/op/arg and is rebuilt with ``kernel_error()`` (same class, same
+fields); a ``SetupError`` by class name and message.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+import traceback
+from typing import Any, Callable
+
+from conformance import errors
+from conformance.records import (
+    DeviceSpec,
+    DmaEvent,
+    ExporterInfo,
+    KernelHealth,
+    SgSegment,
+    TargetInfo,
+)
+
+PORT_NAME = "conformance"  # virtserialport name=; the guest sees /dev/virtio-ports/<name>
+READY_ID = 0
+
+_RECORDS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "DeviceSpec": DeviceSpec.from_json,
+    "DmaEvent": DmaEvent.from_json,
+    "SgSegment": lambda d: SgSegment(**d),
+    "ExporterInfo": lambda d: ExporterInfo(**d),
+    "TargetInfo": lambda d: TargetInfo(**d),
+    "KernelHealth": lambda d: KernelHealth(**d),
+}
+
+
+class ProtocolError(errors.SetupError):
+    """A line from the other side that is not valid protocol."""
+
+
+class RemoteError(Exception):
+    """An exception in the agent that is neither a KernelError nor a SetupError (a bug)."""
+
+    def __init__(self, cls: str, message: str, remote_traceback: str) -> None:
+        super().__init__(f"{cls} in the guest agent: {message}\n{remote_traceback}")
+        self.cls = cls
+        self.remote_traceback = remote_traceback
+
+
+# -- values ----------------------------------------------------------------------
+
+
+def encode_value(v: Any) -> Any:
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return {"__bytes__": base64.b64encode(bytes(v)).decode("ascii")}
+    if isinstance(v, enum.Enum):
+        return int(v.value)
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if type(v).__name__ in _RECORDS and hasattr(v, "to_json"):
+        return {"__record__": type(v).__name__, "v": v.to_json()}
+    if isinstance(v, dict):
+        return {str(k): encode_value(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [encode_value(x) for x in v]
+    raise ProtocolError(f"cannot send a {type(v).__name__} over the guest channel: {v!r}")
+
+
+def decode_value(v: Any) -> Any:
+    if isinstance(v, list):
+        return [decode_value(x) for x in v]
+    if isinstance(v, dict):
+        if "__bytes__" in v:
+            return base64.b64decode(v["__bytes__"])
+        if "__record__" in v:
+            try:
+                return _RECORDS[v["__record__"]](v["v"])
+            except (KeyError, TypeError) as e:
+                raise ProtocolError(f"bad record on the guest channel: {v!r}") from e
+        return {k: decode_value(x) for k, x in v.items()}
+    return v
+
+
+# -- messages --------------------------------------------------------------------
+
+
+def dumps(msg: dict[str, Any]) -> bytes:
+    return json.dumps(msg, separators=(",", ":")).encode() + b"\n"
+
+
+def loads(line: bytes) -> dict[str, Any]:
+    try:
+        msg = json.loads(line)
+    except ValueError as e:
+        raise ProtocolError(f"not a JSON line on the guest channel: {line[:200]!r}") from e
+    if not isinstance(msg, dict) or "id" not in msg:
+        raise ProtocolError(f"not a protocol message: {line[:200]!r}")
+    return msg
+
+
+def request(req_id: int, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    return dumps({"id": req_id, "op": op, "args": encode_value(list(args)),
+                  "kwargs": encode_value(kwargs)})
+
+
+def reply(req_id: int, result: Any) -> bytes:
+    return dumps({"id": req_id, "result": encode_value(result)})
+
+
+def error_reply(req_id: int, exc: BaseException) -> bytes:
+    return dumps({"id": req_id, "error": encode_error(exc)})
+
+
+def encode_error(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, errors.KernelError):
+        arg = exc.arg
+        try:
+            arg = encode_value(arg)
+        except errors.SetupError:
+            arg = repr(arg)
+        return {"kind": "kernel", "errno": exc.errno, "op": exc.op, "arg": arg}
+    if isinstance(exc, errors.SetupError):
+        return {"kind": "setup", "class": type(exc).__name__, "message": str(exc)}
+    return {"kind": "internal", "class": type(exc).__name__, "message": str(exc),
+            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
+
+
+def decode_error(err: dict[str, Any]) -> BaseException:
+    kind = err.get("kind")
+    if kind == "kernel":
+        return errors.kernel_error(int(err["errno"]), str(err["op"]), decode_value(err.get("arg")))
+    if kind == "setup":
+        cls = getattr(errors, str(err.get("class")), None)
+        usable = isinstance(cls, type) and issubclass(cls, errors.SetupError)
+        if usable and cls is not errors.GuestError:  # GuestError wants a console log
+            return cls(err.get("message", ""))
+        return errors.SetupError(f"{err.get('class')}: {err.get('message', '')}")
+    return RemoteError(str(err.get("class")), str(err.get("message")),
+                       str(err.get("traceback", "")))

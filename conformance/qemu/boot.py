@@ -1,0 +1,281 @@
+"""Boot the test kernel in QEMU with the host's root file system and talk to the agent.
+
+``Guest.command_line()`` builds the QEMU argv without starting anything, so a
+person can print it and run the same guest by hand::
+
+    python -m conformance.qemu.boot --print-cmd     # the argv, shell-quoted
+    python -m conformance.qemu.boot --shell         # an interactive guest on this terminal
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from conformance.errors import GuestError, SetupError
+from conformance.guest import protocol
+from conformance.qemu.arch import get_arch
+from conformance.qemu.channel import Channel, ChannelClosed, ChannelTimeout
+from conformance.qemu.console import ConsoleLog, parse_console
+from conformance.qemu.kernel import REPO_ROOT, KernelBuild, ensure_kernel
+
+INIT_SCRIPT = REPO_ROOT / "qemu" / "guest" / "init"
+DEFAULT_READY_TIMEOUT = 120.0  # TCG on a loaded 2-core machine; a normal boot takes ~5 s
+DEFAULT_OP_TIMEOUT = 30.0
+
+
+@dataclass
+class GuestConfig:
+    kernel: KernelBuild
+    arch: str = "x86_64"
+    memory_mb: int = 1024
+    smp: int = 2
+    cma: str = "32M"  # a CMA area, so the CMA heap ("reserved") appears
+    extra_cmdline: tuple[str, ...] = ()  # e.g. ("swiotlb=force",) if the probe asks
+    probe_modules: tuple[Path, ...] = ()
+    python: str = sys.executable  # the host's own interpreter, seen over 9p
+    repo: Path = REPO_ROOT
+    console_path: Optional[Path] = None  # default: in the guest's scratch dir
+    target_factory: str = ""  # module:callable for the agent; default LocalTarget
+    name: str = "guest"
+
+    def check(self) -> None:
+        for what, value in (("python", self.python), ("repo", str(self.repo)),
+                            *(("probe module", str(p)) for p in self.probe_modules)):
+            if any(c.isspace() for c in value):
+                raise SetupError(f"the guest {what} path {value!r} contains white space, "
+                                 "which the kernel command line cannot carry")
+        if not Path(self.python).is_file():
+            raise SetupError(f"the guest interpreter {self.python} does not exist")
+        if not self.kernel.image.is_file():
+            raise SetupError(f"kernel image {self.kernel.image} does not exist")
+
+
+@dataclass
+class Guest:
+    """One QEMU guest running the agent; restartable."""
+
+    config: GuestConfig
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dmabuf-qemu-")))
+    _proc: Optional[subprocess.Popen[bytes]] = None
+    _channel: Optional[Channel] = None
+    ready_info: dict[str, Any] = field(default_factory=dict)
+    boots: int = 0
+    last_boot_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.console = ConsoleLog(self.config.console_path or self.workdir / "console.log")
+        self.console.path.parent.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def socket_path(self) -> Path:
+        return self.workdir / "agent.sock"
+
+    # -- the command line ---------------------------------------------------------
+
+    def kernel_cmdline(self, mode: str = "agent") -> str:
+        arch = get_arch(self.config.arch)
+        c = self.config
+        parts = [
+            f"console={arch.console}",
+            "loglevel=5",  # KERN_WARNING and worse reach the console: WARN/BUG/DMA-API lines
+            "panic=-1",  # panic -> reboot -> QEMU exits (-no-reboot)
+            "oops=panic",
+            # TCG's TSC follows the host clock; without this the watchdog marks it unstable and
+            # the guest falls back to jiffies (clock_gettime resolution of a tick).
+            "tsc=reliable",  # an oops in the agent's syscall would otherwise leave a zombie guest
+            "root=root",  # the 9p mount tag; 6.1 strips "/dev/" from root=
+            "rootfstype=9p",
+            "rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose",
+            "ro",
+            f"init={INIT_SCRIPT}",
+            f"dmabuf_conformance.repo={c.repo}",
+            f"dmabuf_conformance.python={c.python}",
+            f"dmabuf_conformance.mode={mode}",
+        ]
+        if c.cma:
+            parts.append(f"cma={c.cma}")
+        if c.probe_modules:
+            parts.append("dmabuf_conformance.probe=" + ",".join(str(p) for p in c.probe_modules))
+        if c.target_factory:
+            parts.append(f"dmabuf_conformance.factory={c.target_factory}")
+        parts += list(c.extra_cmdline)
+        return " ".join(parts)
+
+    def command_line(self, mode: str = "agent") -> list[str]:
+        arch = get_arch(self.config.arch)
+        c = self.config
+        argv = [
+            arch.qemu_binary, *arch.machine,
+            "-accel", "tcg", "-m", str(c.memory_mb), "-smp", str(c.smp),
+            "-nodefaults", "-no-reboot", "-nographic",
+            "-kernel", str(c.kernel.image),
+            "-append", self.kernel_cmdline(mode),
+            # multidevs=remap: / spans several host file systems; keeps inode numbers unique.
+            "-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
+            "-device", "virtio-9p-pci,fsdev=root,mount_tag=root",
+        ]
+        if mode == "shell":
+            argv += ["-serial", "mon:stdio"]
+        else:
+            argv += [
+                "-chardev", f"file,id=con,path={self.console.path},append=on",
+                "-serial", "chardev:con",
+                "-chardev", f"socket,id=agent,path={self.socket_path},server=off",
+                "-device", "virtio-serial-pci",
+                "-device", f"virtserialport,chardev=agent,name={protocol.PORT_NAME}",
+            ]
+        return argv
+
+    # -- life cycle ---------------------------------------------------------------
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        self.config.check()
+        if self.alive():
+            raise SetupError("guest already running")
+        self._boot_mark = self.console.mark()
+        self._channel = Channel(self.socket_path)
+        qemu_log = (self.workdir / "qemu.log").open("ab")
+        self._started_at = time.monotonic()
+        try:
+            self._proc = subprocess.Popen(self.command_line(), stdin=subprocess.DEVNULL,
+                                          stdout=qemu_log, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
+        except FileNotFoundError as e:
+            self._channel.close()
+            raise SetupError(f"{get_arch(self.config.arch).qemu_binary} not found: install "
+                             f"{get_arch(self.config.arch).apt_qemu_package} "
+                             "(qemu/setup-host.sh does it)") from e
+        finally:
+            qemu_log.close()
+        self.boots += 1
+
+    def wait_ready(self, timeout: float = DEFAULT_READY_TIMEOUT) -> dict[str, Any]:
+        assert self._channel is not None, "start() first"
+        deadline = time.monotonic() + timeout
+        try:
+            self._channel.accept(deadline, self.alive)
+            while True:
+                msg = self._channel.read_message(deadline, self.alive)
+                if "ready" in msg:
+                    break
+        except (ChannelTimeout, ChannelClosed) as e:
+            excerpt = self.failure_excerpt(self._boot_mark)
+            self.stop()
+            raise GuestError(f"the guest did not become ready: {e} "
+                             f"(console: {self.console.path})", console_log=excerpt) from None
+        self.ready_info = msg["ready"]
+        self.last_boot_s = time.monotonic() - self._started_at
+        return self.ready_info
+
+    def call_raw(self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 timeout: float) -> dict[str, Any]:
+        """One request/reply; a dead or silent guest becomes a GuestError."""
+        if not self.alive() or self._channel is None:
+            raise GuestError(f"the guest is not running (asked for {op})",
+                             console_log=self.console.tail())
+        mark = self.console.mark()
+        try:
+            return self._channel.call(op, args, kwargs, timeout, self.alive)
+        except (ChannelTimeout, ChannelClosed, OSError) as e:
+            # A panic may still be reaching the console file: give it a moment.
+            time.sleep(0.3)
+            text = self.console.since(mark)
+            report = parse_console(text)
+            if report.panic is not None:
+                why = f"the guest kernel panicked during {op}: {report.panic}"
+            elif isinstance(e, ChannelTimeout):
+                why = f"the guest did not answer {op} within {timeout:g} s"
+            else:
+                why = f"the guest died during {op} ({e})"
+            excerpt = report.excerpt or "\n".join(text.splitlines()[-40:])
+            self.stop()
+            raise GuestError(why, console_log=excerpt) from None
+
+    def failure_excerpt(self, mark: int) -> str:
+        text = self.console.since(mark)
+        report = parse_console(text)
+        qemu_log = self.workdir / "qemu.log"
+        extra = ""
+        if qemu_log.exists():
+            extra = "\n--- qemu ---\n" + "\n".join(qemu_log.read_text(errors="replace")
+                                                  .splitlines()[-10:])
+        return (report.excerpt or "\n".join(text.splitlines()[-40:])) + extra
+
+    def console_since(self, mark: int) -> str:
+        return self.console.since(mark)
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=5)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def cleanup(self) -> None:
+        """Remove the scratch dir (socket, qemu.log) unless the console file lives there."""
+        self.stop()
+        if self.workdir not in self.console.path.parents:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def restart(self, timeout: float = DEFAULT_READY_TIMEOUT) -> dict[str, Any]:
+        self.stop()
+        self.start()
+        return self.wait_ready(timeout)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m conformance.qemu.boot",
+                                 description="boot the conformance test guest")
+    ap.add_argument("--print-cmd", action="store_true", help="print the QEMU command line")
+    ap.add_argument("--shell", action="store_true", help="boot to an interactive shell")
+    ap.add_argument("--kernel-src", type=Path, default=None)
+    ap.add_argument("--kernel", type=Path, default=None, help="a prebuilt kernel image")
+    ap.add_argument("--kdir", type=Path, default=None)
+    ap.add_argument("--arch", default="x86_64")
+    ap.add_argument("--probe", type=Path, action="append", default=[],
+                    help="a module for init to insmod (repeatable)")
+    ap.add_argument("--append", action="append", default=[], help="extra kernel argument")
+    args = ap.parse_args(argv)
+    try:
+        build = ensure_kernel(args.kernel_src, arch=args.arch, kernel=args.kernel, kdir=args.kdir)
+        guest = Guest(GuestConfig(kernel=build, arch=args.arch, extra_cmdline=tuple(args.append),
+                                  probe_modules=tuple(p.resolve() for p in args.probe)))
+        mode = "shell" if args.shell else "agent"
+        try:
+            if args.print_cmd or not args.shell:
+                print(shlex.join(guest.command_line(mode)))
+                if not args.shell:
+                    return 0
+            return subprocess.call(guest.command_line("shell"))
+        finally:
+            shutil.rmtree(guest.workdir, ignore_errors=True)  # only the socket dir
+    except SetupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""``python -m conformance.report``: regenerate the reports of a finished run.
+
+* ``summary``: Markdown and JUnit XML from ``conformance-summary.json`` (for an
+  archived run; pytest writes all three itself at the end of a run).
+* ``html``: the Allure HTML report from the raw results, offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from conformance.errors import SetupError
+from conformance.report.html import generate_html
+from conformance.report.junit import render_junit
+from conformance.report.markdown import render_markdown
+from conformance.report.verdict import verdicts
+from conformance.summary import Summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m conformance.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("summary", help="Markdown and JUnit XML from conformance-summary.json")
+    s.add_argument("--reports-dir", type=Path, default=Path("reports"))
+    h = sub.add_parser("html", help="the Allure HTML report from raw results")
+    h.add_argument("--results", type=Path, default=Path("reports/allure-results"))
+    h.add_argument("--out", type=Path, default=Path("reports/html"))
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "summary":
+            path = args.reports_dir / "conformance-summary.json"
+            if not path.is_file():
+                raise SetupError(f"{path} does not exist: run the cases first")
+            summary = Summary.load(path)
+            (args.reports_dir / "conformance-summary.md").write_text(render_markdown(summary))
+            (args.reports_dir / "junit-conformance.xml").write_text(render_junit(summary))
+            for v in verdicts(summary):
+                print(v.line())
+        else:
+            print(f"written: {generate_html(args.results, args.out)}")
+    except SetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""What a run was made on, as Allure's ``environment.properties`` (and the Markdown header)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+# Guest architecture names as conformance.qemu.arch spells them -> QEMU binary suffix.
+_QEMU_BINARY = {"x86_64": "x86_64", "amd64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64"}
+
+
+def qemu_version(arch: str) -> str:
+    """``QEMU emulator version 7.2.x`` of the host's system emulator, or "" when absent."""
+    binary = shutil.which(f"qemu-system-{_QEMU_BINARY.get(arch, arch)}")
+    if binary is None:
+        return ""
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=20, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.splitlines()[0].strip() if out else ""
+
+
+def environment(
+    target_info: dict[str, Any], exporters_found: list[str], exporters_tested: list[str]
+) -> dict[str, str]:
+    extra = dict(target_info.get("extra", {}))
+    props = {
+        "target": str(target_info.get("target", "")),
+        "kernel": str(target_info.get("kernel", "")),
+        "machine": str(target_info.get("machine", "")),
+        "probe_loaded": str(target_info.get("probe_loaded", "")).lower(),
+        "exporters_found": ", ".join(exporters_found),
+        "exporters_tested": ", ".join(exporters_tested),
+    }
+    if target_info.get("target") == "qemu" and "qemu_version" not in extra:
+        extra["qemu_version"] = qemu_version(str(extra.get("qemu_arch", "x86_64")))
+    for key, value in sorted(extra.items()):
+        props[key] = str(value)
+    return {k: v for k, v in props.items() if v}
+
+
+def _escape(text: str) -> str:
+    # java.util.Properties rules: backslash escapes, keys without separators.
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def write_environment(results_dir: Path, props: dict[str, str]) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / "environment.properties"
+    lines = [
+        f"{_escape(k).replace(' ', '_').replace('=', '_')}={_escape(v)}" for k, v in props.items()
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

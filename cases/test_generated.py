@@ -367,6 +367,8 @@ def explore(real: Target, exporter: str, budget: Any) -> tuple[Program, Divergen
     found = Found()
     stand_in = stand_in_for(real)
     kernel_side = bool(real.devices())
+    # The shadow behaves like the machine under test (see fixtures/plugin.py).
+    platform = real.info().extra.get("dma_platform", "model")
 
     def fresh() -> Target:
         # A model target starts every sequence from a new machine, so that a
@@ -375,7 +377,9 @@ def explore(real: Target, exporter: str, budget: Any) -> tuple[Program, Divergen
         return ModelTarget() if isinstance(real, ModelTarget) else real
 
     class Machine(LockstepMachine):
-        make_target = staticmethod(lambda: CheckedTarget(fresh(), ModelTarget(), stand_in))
+        make_target = staticmethod(
+            lambda: CheckedTarget(fresh(), ModelTarget.for_platform(platform), stand_in)
+        )
         exporter_name = exporter
         on_program = staticmethod(lambda p: setattr(found, "program", p))
 

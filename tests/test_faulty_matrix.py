@@ -1,6 +1,6 @@
 """Every case passes on the reference model; every faulty model exporter is caught.
 
-Runs the whole of cases/ on the model with the cases' own assertions only
+Runs cases/ (but the generated scenarios) on the model with the cases' own assertions only
 (``--compare=off``), so a faulty exporter is caught by a contract check, not
 merely by differing from the model; then again with the comparison on.
 """
@@ -25,6 +25,9 @@ def run_all_exporters(reports: Path, compare: str) -> dict:
             sys.executable, "-m", "pytest", "cases", "-q", "-p", "no:cacheprovider",
             "--target=model", "--exporter=model:reference", "--exporter=model:faulty-*",
             f"--compare={compare}", f"--reports-dir={reports}",
+            # GEN-001 shrinks every failure (up to a minute each); tests/test_generated.py
+            # shows it catching faulty exporters, the matrix is about the case families.
+            "-k", "not test_random_operation_sequences",
         ],
         cwd=REPO, capture_output=True, text=True, timeout=900,
     )  # fmt: skip

@@ -65,6 +65,7 @@ class ExporterProfile:
     accept_private: bool = False
     check_mmap_bounds: bool = True
     mremap_grow: str = "efault"  # "efault" (VM_PFNMAP|VM_DONTEXPAND) or "fault-handler"
+    fault_checks_bounds: bool = True  # fault handler: pgoff >= pagecount -> SIGBUS
     # the dma-buf file (core code, but a vendor kernel carries its own copy of it)
     name_len_checked: bool = True  # SET_NAME: strndup_user(buf, DMA_BUF_NAME_LEN)
     put_on_fd_failure: bool = True  # a failed fd install drops the new buffer (dma_buf_put)
@@ -249,9 +250,10 @@ FAULTY: tuple[ExporterProfile, ...] = (
         "mremap-grow",
         "mmap",
         "uapi-facts.md ('mapping grown past the buffer with mremap')",
-        "user mappings lack VM_DONTEXPAND: mremap grows a mapping past the buffer, and "
-        "the tail faults (SIGBUS) instead of the growth being refused",
+        "mapping grows under mremap and the fault handler checks pgoff > pagecount (the old "
+        "CMA heap off-by-one): the page past the buffer is mapped",
         mremap_grow="fault-handler",
+        fault_checks_bounds=False,
     ),
     _faulty(
         "leak-on-fd-failure",

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,9 @@ class Guest:
     _proc: Optional[subprocess.Popen[bytes]] = None
     _channel: Optional[Channel] = None
     ready_info: dict[str, Any] = field(default_factory=dict)
+    # One request at a time: the channel is request/reply and cases may call
+    # the target from many threads (STRESS-002).
+    _call_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     boots: int = 0
     last_boot_s: float = 0.0
 
@@ -189,7 +193,8 @@ class Guest:
                              console_log=self.console.tail())
         mark = self.console.mark()
         try:
-            return self._channel.call(op, args, kwargs, timeout, self.alive)
+            with self._call_lock:
+                return self._channel.call(op, args, kwargs, timeout, self.alive)
         except (ChannelTimeout, ChannelClosed, OSError) as e:
             # A panic may still be reaching the console file: give it a moment.
             time.sleep(0.3)

@@ -413,7 +413,7 @@ class ModelTarget(Target):
         idx = (m.offset + pos) // PAGE_SIZE
         if idx < len(b.pages):
             return b.pages[idx]
-        if not b.profile.check_mmap_bounds:
+        if not (b.profile.check_mmap_bounds and b.profile.fault_checks_bounds):
             # the fault handler indexes past pages[]: whatever frame lies next
             return b.pages[-1] + idx - len(b.pages) + 1
         raise kernel_error(errno.EFAULT, op, f"SIGBUS: page {idx} is past the buffer's end")

@@ -21,12 +21,13 @@ def _map_or_explain(target, att: int, direction: Direction, spec) -> list:
     try:
         return target.map_attachment(att, direction)
     except KernelError as exc:
-        pytest.fail(
-            f"dma_buf_map_attachment for {spec.name} (max segment {spec.max_segment} B) failed "
-            f"with {exc.errno_name}: the DMA layer could not map the exporter's sg list for this "
-            "device, whose segments are longer than it can take (the kernel log says which; "
-            "under swiotlb no segment may exceed the 256 KiB bounce limit)"
-        )
+        refused = exc.errno_name
+    pytest.fail(
+        f"dma_buf_map_attachment for {spec.name} (max segment {spec.max_segment} B) failed "
+        f"with {refused}: the DMA layer could not map the exporter's sg list for this device, "
+        "whose segments are longer than it can take (the kernel log says which; under swiotlb "
+        "no segment may exceed the 256 KiB bounce limit)"
+    )
 
 
 @pytest.mark.case("DMACON-001")

@@ -397,6 +397,8 @@ def explore(real: Target, exporter: str, budget: Any) -> tuple[Program, Divergen
     end = time.monotonic() + budget.seconds
     runs = 0
     while time.monotonic() < end and runs < budget.examples:
+        # What hypothesis' @seed sets: each batch its own, all fixed by --generated-seed.
+        Machine._hypothesis_internal_use_seed = budget.seed * 1_000_003 + runs
         try:
             run_state_machine_as_test(Machine)
         except Divergence as exc:

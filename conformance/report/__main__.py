@@ -3,6 +3,8 @@
 * ``summary``: Markdown and JUnit XML from ``conformance-summary.json`` (for an
   archived run; pytest writes all three itself at the end of a run).
 * ``html``: the Allure HTML report from the raw results, offline.
+* ``verdict``: the verdict line per exporter; exits 1 when one is not
+  conformant, so a CI job can gate on the certification verdict.
 """
 
 from __future__ import annotations
@@ -28,8 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     h = sub.add_parser("html", help="the Allure HTML report from raw results")
     h.add_argument("--results", type=Path, default=Path("reports/allure-results"))
     h.add_argument("--out", type=Path, default=Path("reports/html"))
+    g = sub.add_parser("verdict", help="print the verdicts; exit 1 if any is not conformant")
+    g.add_argument("--reports-dir", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
     try:
+        if args.command == "verdict":
+            path = args.reports_dir / "conformance-summary.json"
+            if not path.is_file():
+                raise SetupError(f"{path} does not exist: run the cases first")
+            lines = verdicts(Summary.load(path))
+            for v in lines:
+                print(v.line())
+            return 1 if any(v.verdict == "not conformant" for v in lines) else 0
         if args.command == "summary":
             path = args.reports_dir / "conformance-summary.json"
             if not path.is_file():

@@ -69,7 +69,8 @@ def test_a_panicking_case_fails_with_the_panic_and_the_next_runs_on_a_fresh_gues
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path])}
     env.pop("PYTEST_XDIST_WORKER", None)
     r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "fixtures.plugin", "--target=qemu",
+        [sys.executable, "-m", "pytest", "-p", "fixtures.plugin", "-p", "fixtures.reporting",
+         "--target=qemu",
          "--compare=off", "-rA", "-p", "no:cacheprovider", f"--reports-dir={tmp_path / 'r'}",
          "test_inner.py"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,

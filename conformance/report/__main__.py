@@ -21,6 +21,13 @@ from conformance.report.verdict import verdicts
 from conformance.summary import Summary
 
 
+def _load_summary(reports_dir: Path) -> Summary:
+    path = reports_dir / "conformance-summary.json"
+    if not path.is_file():
+        raise SetupError(f"{path} does not exist: run the cases first")
+    return Summary.load(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,18 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "verdict":
-            path = args.reports_dir / "conformance-summary.json"
-            if not path.is_file():
-                raise SetupError(f"{path} does not exist: run the cases first")
-            lines = verdicts(Summary.load(path))
+            lines = verdicts(_load_summary(args.reports_dir))
             for v in lines:
                 print(v.line())
             return 1 if any(v.verdict == "not conformant" for v in lines) else 0
         if args.command == "summary":
-            path = args.reports_dir / "conformance-summary.json"
-            if not path.is_file():
-                raise SetupError(f"{path} does not exist: run the cases first")
-            summary = Summary.load(path)
+            summary = _load_summary(args.reports_dir)
             (args.reports_dir / "conformance-summary.md").write_text(render_markdown(summary))
             (args.reports_dir / "junit-conformance.xml").write_text(render_junit(summary))
             for v in verdicts(summary):

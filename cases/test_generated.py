@@ -345,27 +345,13 @@ class Found:
     program: Program | None = None
 
 
-def stand_in_for(real: Target) -> Callable[[str], str]:
-    from conformance.model import PROFILES, reference_exporter_for
-
-    kinds = {e.name: e.kind for e in real.exporters()}
-
-    def stand_in(name: str) -> str:
-        kind = kinds.get(name, "heap")
-        if kind == "model":
-            # a faulty profile built on the ION reference is compared with that one
-            kind = PROFILES[name].kind if name in PROFILES else "heap"
-        return reference_exporter_for(kind)
-
-    return stand_in
-
-
 def explore(real: Target, exporter: str, budget: Any) -> tuple[Program, Divergence] | None:
     """Random sequences until the budget is spent; the shrunk reproducer of a divergence."""
+    from conformance.model import stand_in_for
     from conformance.targets.model import ModelTarget
 
     found = Found()
-    stand_in = stand_in_for(real)
+    stand_in = stand_in_for(real.exporters())
     kernel_side = bool(real.devices())
     # The shadow behaves like the machine under test (see fixtures/plugin.py).
     platform = real.info().extra.get("dma_platform", "model")

@@ -39,6 +39,8 @@ _HANDLE_PARAMS = {
 # Operations that hand out a handle, and its kind.
 _HANDLE_RESULTS = {
     "allocate": "buf",
+    "udmabuf_create": "buf",
+    "prime_import": "buf",
     "dup": "buf",
     "mmap": "mapping",
     "attach": "attachment",
@@ -355,10 +357,11 @@ class CheckedTarget(Target):
                     self._stop_shadow(f"no model counterpart for {name}#{arguments[name]}")
                     return None
                 arguments[name] = self._handles[key]
-        if op == "allocate":
+        if "exporter" in arguments:  # allocate, udmabuf_create, prime_import
             arguments["exporter"] = self._model_exporter_for(arguments["exporter"])
-            self.log.model_exporter = arguments["exporter"]
-            self.log.exporter = bound.arguments["exporter"]
+            if not self.log.exporter:
+                self.log.model_exporter = arguments["exporter"]
+                self.log.exporter = bound.arguments["exporter"]
         return _SIGNATURES[op].bind(**arguments)
 
     def _divergence_message(self, step: Observation) -> str:

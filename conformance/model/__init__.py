@@ -16,6 +16,7 @@ from conformance.model.profiles import (
     ExporterProfile,
     catalogue,
     reference_exporter_for,
+    stand_in_for,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "ExporterProfile",
     "catalogue",
     "reference_exporter_for",
+    "stand_in_for",
 ]

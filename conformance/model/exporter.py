@@ -67,6 +67,9 @@ class ModelBuffer:
     mapped_once: bool = False
     misc_sgt: SgTable | None = None
     released: bool = False
+    # Pages release gives back when they are not ``pages`` (udmabuf: the memfds'
+    # pages, which outlive a smaller udmabuf over part of them); None: ``pages``.
+    backing: list[int] | None = None
 
 
 class Exporter:
@@ -104,6 +107,11 @@ class Exporter:
                 self.dma.cmo_range("flush", LINEAR, build_runs(pages), "zero-fill for uncached use")
         return buf
 
+    def wrap(self, profile: ExporterProfile, pages: list[int], backing: list[int]) -> ModelBuffer:
+        """A buffer over pages someone else filled (udmabuf over memfd pages)."""
+        self._next_ino += 1
+        return ModelBuffer(self._next_ino, profile, len(pages) * PAGE_SIZE, pages, backing=backing)
+
     def release(self, buf: ModelBuffer) -> None:
         if buf.vmap_count > 0:
             self.warn(
@@ -117,7 +125,7 @@ class Exporter:
             self._kernel_mapping_put(buf)
         buf.released = True
         if buf.profile.free_pages_on_release:
-            self.memory.free(buf.pages)
+            self.memory.free(buf.pages if buf.backing is None else buf.backing)
 
     # -- attachments ----------------------------------------------------------------
     def _new_sgt(self, buf: ModelBuffer, device: DeviceSpec) -> SgTable:

@@ -11,8 +11,10 @@ differs, so a real exporter is compared with its own kind.  Each
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Callable, Iterable
 
 from conformance.errors import UnknownExporter
+from conformance.records import ExporterInfo
 
 # The case families a faulty exporter must be caught by (brief's names).
 FAMILIES = (
@@ -27,6 +29,7 @@ FAMILIES = (
     "zero-fill",
     "leak",
     "uapi",
+    "exporter-specific",
 )
 
 
@@ -69,6 +72,19 @@ class ExporterProfile:
     # the dma-buf file (core code, but a vendor kernel carries its own copy of it)
     name_len_checked: bool = True  # SET_NAME: strndup_user(buf, DMA_BUF_NAME_LEN)
     put_on_fd_failure: bool = True  # a failed fd install drops the new buffer (dma_buf_put)
+    # fork: the user mapping is inherited by a child (no VM_DONTCOPY)
+    mapping_inherited: bool = True
+    # udmabuf_create (drivers/dma-buf/udmabuf.c)
+    udmabuf_seal_check: bool = True  # F_SEAL_SHRINK wanted, F_SEAL_WRITE denied
+    udmabuf_align_check: bool = True  # offset and size page-aligned
+    udmabuf_rejects_empty: bool = True  # pagecount 0 -> EINVAL
+    udmabuf_memfd_bounds: bool = True  # pages past the memfd's end -> EINVAL
+    udmabuf_list_limit: bool = True  # count > list_limit -> EINVAL before memdup_user
+    udmabuf_item_offset: bool = True  # each item's offset honoured
+    udmabuf_pins_pages: bool = True  # the buffer is the memfd's pages, not a copy of them
+    # DRM PRIME (drivers/gpu/drm/drm_prime.c)
+    prime_reimport_same: bool = True  # own dma-buf imports back to the same GEM object
+    gem_close_keeps_pages: bool = True  # the dma-buf's reference keeps the pages
 
     @property
     def exporter_name(self) -> str:
@@ -145,6 +161,7 @@ KIND_PROFILES: dict[str, ExporterProfile] = {
 def _faulty(bug: str, family: str, source: str, description: str, **changes) -> ExporterProfile:
     assert family in FAMILIES, family
     base = KIND_PROFILES["ion"] if changes.pop("ion", False) else REFERENCE
+    base = KIND_PROFILES[changes.pop("kind", base.kind)] if "kind" in changes else base
     return replace(
         base,
         name=f"faulty-{bug}",
@@ -271,6 +288,94 @@ FAULTY: tuple[ExporterProfile, ...] = (
         "use without bound and fdinfo/bufinfo print it whole",
         name_len_checked=False,
     ),
+    _faulty(
+        "mmap-dontcopy",
+        "mmap",
+        "IGT dma-buf tests (fork sharing); mm: VM_DONTCOPY",
+        "user mappings are not inherited across fork (VM_DONTCOPY): a child that shares "
+        "the buffer through its inherited mapping dies with SIGSEGV",
+        mapping_inherited=False,
+    ),
+    _faulty(
+        "udmabuf-no-seal-check",
+        "exporter-specific",
+        "udmabuf.c SEALS_WANTED/SEALS_DENIED; kselftest udmabuf",
+        "udmabuf accepts memfds without F_SEAL_SHRINK or with F_SEAL_WRITE: the file can "
+        "shrink under the buffer's pinned pages, or the 'sealed' data changes behind it",
+        kind="udmabuf",
+        udmabuf_seal_check=False,
+    ),
+    _faulty(
+        "udmabuf-no-align-check",
+        "exporter-specific",
+        "udmabuf.c IS_ALIGNED(offset/size, PAGE_SIZE); kselftest udmabuf",
+        "udmabuf rounds a misaligned offset down and size up instead of refusing them: "
+        "the buffer exposes memfd bytes the caller did not ask for",
+        kind="udmabuf",
+        udmabuf_align_check=False,
+    ),
+    _faulty(
+        "udmabuf-empty",
+        "exporter-specific",
+        "udmabuf.c 'if (!ubuf->pagecount) goto err'",
+        "udmabuf makes a zero-page dma-buf from size 0 or an empty list",
+        kind="udmabuf",
+        udmabuf_rejects_empty=False,
+    ),
+    _faulty(
+        "udmabuf-past-memfd-end",
+        "exporter-specific",
+        "udmabuf.c shmem_read_mapping_page; kselftest udmabuf ('size > memfd')",
+        "udmabuf takes pages past the memfd's end (fresh pages outside the file) instead "
+        "of refusing the range",
+        kind="udmabuf",
+        udmabuf_memfd_bounds=False,
+    ),
+    _faulty(
+        "udmabuf-no-list-limit",
+        "exporter-specific",
+        "udmabuf.c udmabuf_ioctl_create_list (head.count > list_limit)",
+        "CREATE_LIST trusts the count: memdup_user copies count items from user memory "
+        "that holds fewer (EFAULT, or garbage items) instead of refusing it",
+        kind="udmabuf",
+        udmabuf_list_limit=False,
+    ),
+    _faulty(
+        "udmabuf-item-offset-ignored",
+        "exporter-specific",
+        "udmabuf.c pgoff = list[i].offset >> PAGE_SHIFT",
+        "CREATE_LIST takes every item from the start of its memfd: the buffer holds the "
+        "wrong pages",
+        kind="udmabuf",
+        udmabuf_item_offset=False,
+    ),
+    _faulty(
+        "udmabuf-copies-pages",
+        "exporter-specific",
+        "udmabuf.c (ubuf->pages are the memfd's page-cache pages); kselftest udmabuf",
+        "udmabuf snapshots the memfd into pages of its own at create: later writes to the "
+        "memfd never show through the dma-buf",
+        kind="udmabuf",
+        udmabuf_pins_pages=False,
+    ),
+    _faulty(
+        "vgem-prime-copy",
+        "exporter-specific",
+        "drm_prime.c drm_gem_prime_fd_to_handle (own dma-buf -> same object)",
+        "PRIME import makes a new GEM object with a copy of the pages (of its own or a "
+        "foreign dma-buf): the re-exported dma-buf is another buffer and writes no longer meet",
+        kind="vgem",
+        prime_reimport_same=False,
+    ),
+    _faulty(
+        "vgem-gem-close-frees",
+        "exporter-specific",
+        "drm_gem.c / drm_prime.c (the dma-buf holds a GEM object reference)",
+        "closing the last GEM handle frees the object's pages although a dma-buf fd still "
+        "refers to them (use after free)",
+        kind="vgem",
+        gem_close_keeps_pages=False,
+    ),
 )
 
 PROFILES: dict[str, ExporterProfile] = {
@@ -308,3 +413,20 @@ def catalogue() -> list[dict[str, str]]:
         }
         for p in FAULTY
     ]
+
+
+def stand_in_for(exporters: Iterable[ExporterInfo]) -> Callable[[str], str]:
+    """Maps an exporter name of a target to the model exporter that shadows it.
+
+    A real exporter is compared with its kind's stand-in; a model exporter
+    (a faulty profile) with the reference of the kind it is built on.
+    """
+    kinds = {e.name: e.kind for e in exporters}
+
+    def stand_in(name: str) -> str:
+        kind = kinds.get(name, "heap")
+        if kind == "model":
+            kind = PROFILES[name].kind if name in PROFILES else "heap"
+        return reference_exporter_for(kind)
+
+    return stand_in

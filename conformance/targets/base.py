@@ -72,6 +72,11 @@ OPERATIONS: tuple[str, ...] = (
     "counters",
     "dma_events",
     "live_buffers",
+    "udmabuf_create",
+    "memfd_write",
+    "prime_import",
+    "fork_write",
+    "fork_mmap_write",
 )
 
 
@@ -254,3 +259,49 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def live_buffers(self) -> int:
         """How many dma-bufs the kernel holds right now (debugfs bufinfo), for leak checks."""
+
+    # -- exporter-specific: udmabuf, DRM PRIME, sharing with a child process ----------
+    @abc.abstractmethod
+    def udmabuf_create(
+        self,
+        exporter: str,
+        memfds: list[tuple[int, int]],
+        items: list[tuple[int, int, int]],
+        *,
+        use_list: bool = True,
+        count: int | None = None,
+    ) -> int:
+        """A udmabuf over fresh memfds; returns a buffer handle.
+
+        ``memfds``: ``(size, seals)`` of each memfd to make (``F_SEAL_*`` bits
+        added after ``ftruncate``).  ``items``: ``(memfd index, offset, size)``
+        page ranges, passed to ``UDMABUF_CREATE_LIST`` (``use_list``; ``count``
+        may lie about ``len(items)``) or, as the single item, to
+        ``UDMABUF_CREATE``.  The memfds stay open with the buffer handle for
+        ``memfd_write`` and are closed with it.
+        """
+
+    @abc.abstractmethod
+    def memfd_write(self, buf: int, memfd: int, offset: int, data: bytes) -> None:
+        """``pwrite`` into memfd number ``memfd`` of a ``udmabuf_create`` buffer."""
+
+    @abc.abstractmethod
+    def prime_import(self, exporter: str, buf: int) -> int:
+        """DRM PRIME round trip on ``exporter`` (a DRM device such as vgem).
+
+        FD_TO_HANDLE on the buffer's fd, HANDLE_TO_FD on the GEM handle, then
+        GEM_CLOSE of the handle; returns the re-exported dma-buf as a new
+        buffer handle.
+        """
+
+    @abc.abstractmethod
+    def fork_write(self, mapping: int, offset: int, data: bytes) -> None:
+        """A forked child writes ``data`` through the mapping it inherited, then exits.
+
+        A child killed by a signal (SIGSEGV: the mapping was not inherited;
+        SIGBUS) raises ``BadAddress`` naming the signal.
+        """
+
+    @abc.abstractmethod
+    def fork_mmap_write(self, buf: int, offset: int, data: bytes) -> None:
+        """A forked child maps the inherited buffer fd itself (MAP_SHARED), writes, exits."""

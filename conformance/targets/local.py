@@ -17,8 +17,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import faulthandler
 import os
 import re
+import signal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +40,8 @@ from conformance.exporters.discovery import (
     why_none_found,
 )
 from conformance.exporters.dmabuf import DmaBuf, Mapping
+from conformance.exporters.udmabuf import ListItem, UdmabufExporter
+from conformance.exporters.vgem import VgemExporter
 from conformance.records import (
     DeviceSpec,
     Direction,
@@ -140,6 +144,7 @@ class LocalTarget(Target):
         self._attachments: dict[int, _Attachment] = {}
         self._vmaps: dict[int, int] = {}
         self._kmaps: dict[int, int] = {}
+        self._memfds: dict[int, list[int]] = {}  # udmabuf_create buffer -> its memfds
         self._kmsg = KmsgReader(kmsg_path)
         self._dma_api_errors = self._read_dma_api_errors()
 
@@ -277,6 +282,9 @@ class LocalTarget(Target):
             dmabuf = self._buffers.pop(buf)
             if dmabuf.fd >= 0:
                 self._quietly(dmabuf.close)
+        for buf in list(self._memfds):
+            for fd in self._memfds.pop(buf):
+                self._quietly(os.close, fd)
         if probe is not None:
             # The teardown above made DMA calls too: the next case starts with an empty log.
             self._quietly(probe.dma_events, None, True)
@@ -326,6 +334,8 @@ class LocalTarget(Target):
     def close(self, buf: int) -> None:
         dmabuf = self._buf(buf, "close")
         del self._buffers[buf]
+        for fd in self._memfds.pop(buf, []):
+            os.close(fd)
         dmabuf.close()
 
     def dup(self, buf: int) -> int:
@@ -470,6 +480,70 @@ class LocalTarget(Target):
     def dma_events(self, device: str | None = None, *, clear: bool = True) -> list[DmaEvent]:
         return list(self._probe_client().dma_events(device, clear))
 
+    # -- exporter-specific ---------------------------------------------------------------
+    def _exporter_of(self, exporter: str, kind: type, op: str) -> Any:
+        e = self.exporter(exporter)
+        if not isinstance(e, kind):
+            raise SetupError(f"{op} needs a {kind.kind} exporter; {exporter!r} is a {e.kind}")
+        return e
+
+    def udmabuf_create(
+        self,
+        exporter: str,
+        memfds: list[tuple[int, int]],
+        items: list[tuple[int, int, int]],
+        *,
+        use_list: bool = True,
+        count: int | None = None,
+    ) -> int:
+        dev = self._exporter_of(exporter, UdmabufExporter, "udmabuf_create")
+        if not use_list and (len(items) != 1 or count is not None):
+            raise SetupError("UDMABUF_CREATE takes exactly one item and no count")
+        fds: list[int] = []
+        try:
+            for size, seals in memfds:
+                fds.append(dev.make_memfd(size, seals))
+            listed = [ListItem(_memfd_at(fds, i, "udmabuf_create"), off, n) for i, off, n in items]
+            if use_list:
+                dmabuf = dev.create_list(listed, count=count)
+            else:
+                one = listed[0]
+                dmabuf = dev.create(one.memfd, one.offset, one.size, _UDMABUF_FLAGS_CLOEXEC)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        h = self.adopt(dmabuf)
+        self._memfds[h] = fds
+        return h
+
+    def memfd_write(self, buf: int, memfd: int, offset: int, data: bytes) -> None:
+        self._buf(buf, "pwrite")
+        fd = _memfd_at(self._memfds.get(buf, []), memfd, "memfd_write")
+        data = bytes(data)
+        written = _pwrite(fd, data, offset)
+        if written != len(data):
+            raise kernel_error(errno.EIO, "pwrite", {"memfd": memfd, "short": written})
+
+    def prime_import(self, exporter: str, buf: int) -> int:
+        dev = self._exporter_of(exporter, VgemExporter, "prime_import")
+        dmabuf = self._buf(buf, "DRM_IOCTL_PRIME_FD_TO_HANDLE")
+        handle = dev.import_fd(dmabuf.fd)
+        try:
+            fd = dev.export(handle)
+        finally:
+            # the dma-buf holds its own reference: closing the handle must not free it
+            dev.close_handle(handle)
+        return self.adopt(DmaBuf(fd, dev.name))
+
+    def fork_write(self, mapping: int, offset: int, data: bytes) -> None:
+        m = self._lookup(self._mappings, mapping, "fork_write", "mapping")
+        _in_child("fork_write", lambda: m.write(offset, bytes(data)))
+
+    def fork_mmap_write(self, buf: int, offset: int, data: bytes) -> None:
+        dmabuf = self._buf(buf, "fork_mmap_write")
+        _in_child("fork_mmap_write", lambda: dmabuf.mmap().write(offset, bytes(data)))
+
     # -- leak checks -------------------------------------------------------------------
     def live_buffers(self) -> int:
         bufinfo = os.path.join(self.debugfs, "dma_buf", "bufinfo")
@@ -499,6 +573,48 @@ class LocalTarget(Target):
                 f"({os.strerror(err)}): live-buffer counts need debugfs (CONFIG_DEBUG_FS) "
                 "and root"
             )
+
+
+_UDMABUF_FLAGS_CLOEXEC = 0x01  # include/uapi/linux/udmabuf.h
+# What a child reports by exit status: 0 done, 1 the write raised (its errno is lost).
+_CHILD_RAISED = 1
+
+
+def _memfd_at(fds: list[int], index: int, op: str) -> int:
+    if not 0 <= index < len(fds):
+        raise SetupError(f"{op}: memfd index {index}, but the buffer has {len(fds)} memfd(s)")
+    return fds[index]
+
+
+def _pwrite(fd: int, data: bytes, offset: int) -> int:
+    try:
+        return os.pwrite(fd, data, offset)
+    except OSError as e:
+        raise kernel_error(e.errno or errno.EIO, "pwrite", {"offset": offset}) from None
+
+
+def _in_child(op: str, action: Any) -> None:
+    """Run ``action`` in a forked child and report how the child ended.
+
+    The child leaves with ``os._exit``: no atexit handlers, no flushing of
+    buffers it shares with the parent (the guest agent's serial port).
+    """
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's coverage is not collected
+        code = _CHILD_RAISED
+        # a fault here is an answer for the parent, not a crash to dump
+        faulthandler.disable()
+        try:
+            action()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        raise kernel_error(errno.EFAULT, op, f"the child was killed by {signal.Signals(sig).name}")
+    if os.WEXITSTATUS(status) != 0:
+        raise kernel_error(errno.EFAULT, op, "the child's write failed")
 
 
 def _mem_total_bytes() -> int:

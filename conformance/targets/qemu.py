@@ -213,3 +213,23 @@ class QemuTarget(Target):
 
     def live_buffers(self) -> int:
         return self.call("live_buffers")
+
+    # -- exporter-specific ---------------------------------------------------------------
+
+    def udmabuf_create(self, exporter: str, memfds: list[tuple[int, int]],
+                       items: list[tuple[int, int, int]], *, use_list: bool = True,
+                       count: int | None = None) -> int:
+        return self.call("udmabuf_create", exporter, [list(m) for m in memfds],
+                         [list(i) for i in items], use_list=use_list, count=count)
+
+    def memfd_write(self, buf: int, memfd: int, offset: int, data: bytes) -> None:
+        self.call("memfd_write", buf, memfd, offset, data)
+
+    def prime_import(self, exporter: str, buf: int) -> int:
+        return self.call("prime_import", exporter, buf)
+
+    def fork_write(self, mapping: int, offset: int, data: bytes) -> None:
+        self.call("fork_write", mapping, offset, data)
+
+    def fork_mmap_write(self, buf: int, offset: int, data: bytes) -> None:
+        self.call("fork_mmap_write", buf, offset, data)

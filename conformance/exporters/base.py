@@ -50,3 +50,27 @@ def open_device(path: str, flags: int = os.O_RDWR | os.O_CLOEXEC) -> int:
         return os.open(path, flags)
     except OSError as e:
         raise kernel_error(e.errno, "open", {"path": path}) from None
+
+
+class DeviceNode:
+    """A device node (a heap, /dev/udmabuf, a DRM card) opened on first use and kept.
+
+    Kept, as libdmabufheap's BufferAllocator does: the node's fd is not the
+    buffer's, and reopening it per allocation cost more than the allocation
+    itself under TCG (bench/bench_bindings.py).
+    """
+
+    def __init__(self, path: str, flags: int = os.O_RDWR | os.O_CLOEXEC) -> None:
+        self.path = path
+        self.flags = flags
+        self._fd: int | None = None
+
+    def fd(self) -> int:
+        if self._fd is None:
+            self._fd = open_device(self.path, self.flags)
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

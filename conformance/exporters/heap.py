@@ -6,7 +6,7 @@ import ctypes
 import os
 import struct
 
-from conformance.exporters.base import DEFAULT_FD_FLAGS, Exporter
+from conformance.exporters.base import DEFAULT_FD_FLAGS, DeviceNode, Exporter
 from conformance.exporters.dmabuf import BadRequest, DmaBuf
 from conformance.uapi import dma_heap
 from conformance.uapi.ioctl import fast_ioctl, ioctl, raise_for
@@ -32,20 +32,13 @@ class HeapExporter(Exporter):
         self.path = os.path.join(directory, heap)
         self.name = f"heap:{heap}"
         self.detail = self.path
-        self._heap_fd: int | None = None
+        self._node = DeviceNode(self.path, os.O_RDONLY | os.O_CLOEXEC)
 
     def _device(self) -> int:
-        # Opened once and kept, as libdmabufheap/BufferAllocator do: the
-        # heap's fd is not the buffer's, and reopening it per allocation cost
-        # more than the allocation itself under TCG (bench/bench_bindings.py).
-        if self._heap_fd is None:
-            self._heap_fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        return self._heap_fd
+        return self._node.fd()
 
     def close(self) -> None:
-        if self._heap_fd is not None:
-            os.close(self._heap_fd)
-            self._heap_fd = None
+        self._node.close()
 
     def allocate(
         self,

@@ -12,9 +12,9 @@ from conformance.errors import kernel_error
 from conformance.exporters import libc
 from conformance.exporters.base import (
     DEFAULT_FD_FLAGS,
+    DeviceNode,
     Exporter,
     cannot_express,
-    open_device,
 )
 from conformance.exporters.dmabuf import DmaBuf
 from conformance.uapi import udmabuf
@@ -42,17 +42,13 @@ class UdmabufExporter(Exporter):
     def __init__(self, path: str = UDMABUF_PATH) -> None:
         self.path = path
         self.detail = path
-        self._dev: int | None = None
+        self._node = DeviceNode(path)
 
     def _device(self) -> int:
-        if self._dev is None:
-            self._dev = open_device(self.path)
-        return self._dev
+        return self._node.fd()
 
     def close(self) -> None:
-        if self._dev is not None:
-            os.close(self._dev)
-            self._dev = None
+        self._node.close()
 
     # -- raw building blocks, for the seal/alignment cases ---------------------
     @staticmethod

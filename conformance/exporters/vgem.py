@@ -9,7 +9,7 @@ import os
 
 from conformance.errors import KernelError, kernel_error
 from conformance.exporters import libc
-from conformance.exporters.base import DEFAULT_FD_FLAGS, Exporter, cannot_express, open_device
+from conformance.exporters.base import DEFAULT_FD_FLAGS, DeviceNode, Exporter, cannot_express
 from conformance.exporters.dmabuf import DmaBuf
 from conformance.uapi import drm
 from conformance.uapi.ioctl import ioctl
@@ -54,17 +54,13 @@ class VgemExporter(Exporter):
     def __init__(self, node: str) -> None:
         self.node = node
         self.detail = node
-        self._card: int | None = None
+        self._node = DeviceNode(node)
 
     def card(self) -> int:
-        if self._card is None:
-            self._card = open_device(self.node)
-        return self._card
+        return self._node.fd()
 
     def close(self) -> None:
-        if self._card is not None:
-            os.close(self._card)
-            self._card = None
+        self._node.close()
 
     def create_dumb(self, size: int) -> drm.drm_mode_create_dumb:
         """A dumb buffer of at least ``size`` bytes: rows of one page, 8 bpp."""

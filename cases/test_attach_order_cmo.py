@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.patterns import PAGE_SIZE, pattern
+from conformance.patterns import PAGE_SIZE, assert_same_bytes, pattern
 from conformance.records import Direction, SyncFlag
 
 pytestmark = [pytest.mark.attach_order_cmo, pytest.mark.kernel_side]
@@ -78,7 +78,9 @@ def test_seed_004_coherent_device_reads_what_noncoherent_device_wrote(target, ex
         "the exporter made no dma_unmap_sg on the non-coherent device at step 5: "
         "without it nothing invalidates the CPU cache (seed 004)"
     )
-    assert seen == written, "step 7: the coherent device read stale data, not the device's write"
+    assert_same_bytes(
+        seen, written, "step 7: the coherent device read stale data, not the device's write"
+    )
 
 
 @pytest.mark.case("CMO-002")
@@ -102,7 +104,7 @@ def test_first_device_map_cleans_what_the_cpu_wrote(target, exporter, direction)
     seen = target.device_read(att, 0, SIZE)
     target.unmap_attachment(att, direction)
     target.detach(att)
-    assert seen == data, "the device read memory older than what the CPU wrote"
+    assert_same_bytes(seen, data, "the device read memory older than what the CPU wrote")
     skipped = [str(e) for e in maps if e.skip_cpu_sync]
     assert maps and not skipped, (
         "the CPU wrote the buffer, so its first map for a non-coherent device must clean the "
@@ -136,7 +138,7 @@ def test_cpu_reads_device_write_after_unmap(target, exporter, direction):
         f"expected one dma_unmap_sg({direction.name}) with CPU sync on the non-coherent device "
         f"at unmap, the exporter made: {[str(e) for e in events] or 'none'}"
     )
-    assert _cpu_read(target, buf) == written
+    assert_same_bytes(_cpu_read(target, buf), written)
 
 
 ORDERS = [
@@ -174,16 +176,22 @@ def test_data_flows_between_devices_and_cpu_in_any_attach_order(
     device_data = pattern(SIZE, seed=0x99)
     target.device_write(handles["n"], 0, device_data)
     target.unmap_attachment(handles["n"], Direction.BIDIRECTIONAL)
-    assert _cpu_read(target, buf) == device_data, "CPU read stale data after the device's write"
+    assert_same_bytes(
+        _cpu_read(target, buf), device_data, "CPU read stale data after the device's write"
+    )
     expected = device_data
     if cpu_writes_after:
         expected = _cpu_fill(target, buf, seed=0xC3)
     target.map_attachment(handles["c"], Direction.BIDIRECTIONAL)
-    assert target.device_read(handles["c"], 0, SIZE) == expected, "coherent device read stale data"
+    assert_same_bytes(
+        target.device_read(handles["c"], 0, SIZE), expected, "coherent device read stale data"
+    )
     target.unmap_attachment(handles["c"], Direction.BIDIRECTIONAL)
     target.map_attachment(handles["n"], Direction.TO_DEVICE)
-    assert target.device_read(handles["n"], 0, SIZE) == expected, (
-        "non-coherent device read stale data on its second map"
+    assert_same_bytes(
+        target.device_read(handles["n"], 0, SIZE),
+        expected,
+        "non-coherent device read stale data on its second map",
     )
     target.unmap_attachment(handles["n"], Direction.TO_DEVICE)
     for h in handles.values():
@@ -210,4 +218,4 @@ def test_untouched_buffer_may_be_mapped_without_cpu_sync(target, exporter):
     seen = target.device_read(att, 0, SIZE)
     target.unmap_attachment(att, Direction.TO_DEVICE)
     target.detach(att)
-    assert seen == bytes(SIZE)
+    assert_same_bytes(seen, bytes(SIZE))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from conformance.errors import KernelError
-from conformance.patterns import MiB, pattern
+from conformance.patterns import MiB, assert_same_bytes, pattern
 from conformance.records import Direction
 
 pytestmark = [pytest.mark.dma_constraints, pytest.mark.kernel_side]
@@ -83,4 +83,4 @@ def test_device_sees_the_whole_buffer_through_small_segments(target, exporter, v
     seen = target.device_read(att, 0, size)
     target.unmap_attachment(att, Direction.TO_DEVICE)
     target.detach(att)
-    assert seen == data
+    assert_same_bytes(seen, data)

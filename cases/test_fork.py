@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.patterns import PAGE_SIZE, pattern
+from conformance.patterns import PAGE_SIZE, assert_same_bytes, pattern
 
 pytestmark = pytest.mark.mmap
 
@@ -32,12 +32,16 @@ def test_child_writes_are_seen_by_the_parent(target, exporter):
     target.cpu_write(m, 0, bytes(SIZE))
     inherited = pattern(PAGE_SIZE, seed=0x1F)
     target.fork_write(m, PAGE_SIZE, inherited)
-    assert target.cpu_read(m, PAGE_SIZE, PAGE_SIZE) == inherited, (
-        "the child's write through its inherited mapping is not in the parent's mapping"
+    assert_same_bytes(
+        target.cpu_read(m, PAGE_SIZE, PAGE_SIZE),
+        inherited,
+        "the child's write through its inherited mapping is not in the parent's mapping",
     )
     own = pattern(PAGE_SIZE, seed=0x2E)
     target.fork_mmap_write(buf, 3 * PAGE_SIZE, own)
-    assert target.cpu_read(m, 3 * PAGE_SIZE, PAGE_SIZE) == own, (
+    assert_same_bytes(
+        target.cpu_read(m, 3 * PAGE_SIZE, PAGE_SIZE),
+        own,
         "the child's write through its own mapping of the inherited fd is not in the "
-        "parent's mapping"
+        "parent's mapping",
     )

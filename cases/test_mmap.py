@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from conformance.errors import BadAddress, InvalidArgument
-from conformance.patterns import PAGE_SIZE, pattern
+from conformance.patterns import PAGE_SIZE, assert_same_bytes, pattern
 
 pytestmark = pytest.mark.mmap
 
@@ -28,7 +28,7 @@ def test_whole_buffer_mapping_reads_back_what_was_written(target, exporter):
     m = target.mmap(buf)
     data = pattern(SIZE, seed=0x31)
     target.cpu_write(m, 0, data)
-    assert target.cpu_read(m, 0, SIZE) == data
+    assert_same_bytes(target.cpu_read(m, 0, SIZE), data)
 
 
 @pytest.mark.case("MMAP-002")
@@ -75,7 +75,7 @@ def test_mapping_outlives_the_fd(target, exporter):
     data = pattern(SIZE, seed=0x44)
     target.cpu_write(m, 0, data)
     target.close(buf)
-    assert target.cpu_read(m, 0, SIZE) == data
+    assert_same_bytes(target.cpu_read(m, 0, SIZE), data)
 
 
 @pytest.mark.case("MMAP-005")
@@ -90,7 +90,7 @@ def test_two_mappings_share_the_same_pages(target, exporter):
     window = target.mmap(buf, PAGE_SIZE, 2 * PAGE_SIZE)
     data = pattern(PAGE_SIZE, seed=0x52)
     target.cpu_write(window, 0, data)
-    assert target.cpu_read(whole, 2 * PAGE_SIZE, PAGE_SIZE) == data
+    assert_same_bytes(target.cpu_read(whole, 2 * PAGE_SIZE, PAGE_SIZE), data)
 
 
 @pytest.mark.case("MMAP-006")
@@ -124,8 +124,10 @@ def test_mremap_growth_never_exposes_memory_past_the_buffer(target, exporter):
                 f"mremap grew the mapping and the page past the buffer is readable "
                 f"(starts {leaked[:8].hex(' ')}): it must fault"
             )
-    assert raw.cpu_read(m, 0, SIZE) == data, (
-        f"the mapping lost its data after mremap ({'grown' if grown else 'refused'})"
+    assert_same_bytes(
+        raw.cpu_read(m, 0, SIZE),
+        data,
+        f"the mapping lost its data after mremap ({'grown' if grown else 'refused'})",
     )
 
 
@@ -144,6 +146,6 @@ def test_grown_udmabuf_mapping_faults_past_the_buffer(target, exporter):
     data = pattern(SIZE, seed=0x3E)
     target.cpu_write(m, 0, data)
     target.mremap(m, 2 * SIZE)
-    assert target.cpu_read(m, 0, SIZE) == data
+    assert_same_bytes(target.cpu_read(m, 0, SIZE), data)
     with pytest.raises(BadAddress):
         target.cpu_read(m, SIZE, PAGE_SIZE)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from conformance.errors import InvalidArgument
-from conformance.patterns import PAGE_SIZE, pattern
+from conformance.patterns import PAGE_SIZE, assert_same_bytes, pattern
 from conformance.records import SyncFlag
 
 pytestmark = pytest.mark.sync
@@ -65,5 +65,5 @@ def test_bracketed_cpu_access_round_trips_data(target, exporter):
     target.cpu_write(m, 0, data)
     target.sync(buf, SyncFlag.END | SyncFlag.WRITE)
     target.sync(buf, SyncFlag.START | SyncFlag.READ)
-    assert target.cpu_read(m, 0, size) == data
+    assert_same_bytes(target.cpu_read(m, 0, size), data)
     target.sync(buf, SyncFlag.END | SyncFlag.READ)

@@ -15,7 +15,7 @@ import select
 import pytest
 
 from conformance.errors import InvalidArgument
-from conformance.patterns import PAGE_SIZE, pattern
+from conformance.patterns import PAGE_SIZE, assert_same_bytes, pattern
 from conformance.records import SyncFlag
 
 pytestmark = pytest.mark.uapi
@@ -201,4 +201,4 @@ def test_dup_shares_the_buffer_and_outlives_the_original(target, exporter):
     target.munmap(first_map)
     target.close(buf)
     m = target.mmap(second)
-    assert target.cpu_read(m, 0, SIZE) == data
+    assert_same_bytes(target.cpu_read(m, 0, SIZE), data)

@@ -16,7 +16,7 @@ import fcntl
 import pytest
 
 from conformance.errors import InvalidArgument
-from conformance.patterns import PAGE_SIZE, pattern
+from conformance.patterns import PAGE_SIZE, assert_same_bytes, pattern
 
 pytestmark = [pytest.mark.exporter_specific, pytest.mark.applies_to("udmabuf")]
 
@@ -130,12 +130,14 @@ def test_list_buffer_holds_the_items_in_order(target, exporter):
     m = target.mmap(buf)
     for i, (fd, page) in enumerate(expected):
         got = target.cpu_read(m, i * PAGE_SIZE, PAGE_SIZE)
-        assert got == content[(fd, page)], (
+        assert_same_bytes(
+            got,
+            content[(fd, page)],
             f"buffer page {i} must be page {page} of memfd {fd}; it holds "
             + next(
                 (f"page {p} of memfd {f}" for (f, p), d in content.items() if d == got),
                 f"other data (starts {got[:8].hex(' ')})",
-            )
+            ),
         )
 
 
@@ -172,9 +174,13 @@ def test_memfd_writes_show_through_the_dma_buf(target, exporter, use_list):
     m = target.mmap(buf)
     first = pattern(2 * PAGE_SIZE, seed=0x21)
     target.memfd_write(buf, 0, PAGE_SIZE, first)
-    assert target.cpu_read(m, 0, 2 * PAGE_SIZE) == first, "a memfd write is not in the dma-buf"
+    assert_same_bytes(
+        target.cpu_read(m, 0, 2 * PAGE_SIZE), first, "a memfd write is not in the dma-buf"
+    )
     second = pattern(100, seed=0x77)
     target.memfd_write(buf, 0, 2 * PAGE_SIZE + 7, second)
-    assert target.cpu_read(m, PAGE_SIZE + 7, 100) == second, (
-        "a second memfd write is not in the dma-buf: it is a copy, not the memfd's pages"
+    assert_same_bytes(
+        target.cpu_read(m, PAGE_SIZE + 7, 100),
+        second,
+        "a second memfd write is not in the dma-buf: it is a copy, not the memfd's pages",
     )

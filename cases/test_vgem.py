@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.patterns import PAGE_SIZE, pattern
+from conformance.patterns import PAGE_SIZE, assert_same_bytes, pattern
 
 pytestmark = [pytest.mark.exporter_specific, pytest.mark.applies_to("vgem")]
 
@@ -53,11 +53,13 @@ def test_own_dma_buf_imports_back_to_the_same_buffer(target, exporter):
         "a new object instead of finding the one that exported it"
     )
     m2 = target.mmap(again)
-    assert target.cpu_read(m2, 0, SIZE) == data
+    assert_same_bytes(target.cpu_read(m2, 0, SIZE), data)
     later = pattern(PAGE_SIZE, seed=0x6C)
     target.cpu_write(m2, PAGE_SIZE, later)
-    assert target.cpu_read(m, PAGE_SIZE, PAGE_SIZE) == later, (
-        "a write through the re-exported dma-buf is not seen through the original"
+    assert_same_bytes(
+        target.cpu_read(m, PAGE_SIZE, PAGE_SIZE),
+        later,
+        "a write through the re-exported dma-buf is not seen through the original",
     )
 
 
@@ -79,10 +81,10 @@ def test_foreign_dma_buf_import_keeps_the_buffer(target, exporter):
         "vgem re-exported a foreign dma-buf as another file (fdinfo ino differs)"
     )
     m2 = target.mmap(again)
-    assert target.cpu_read(m2, 0, SIZE) == data
+    assert_same_bytes(target.cpu_read(m2, 0, SIZE), data)
     later = pattern(PAGE_SIZE, seed=0x3A)
     target.cpu_write(m2, 0, later)
-    assert target.cpu_read(m, 0, PAGE_SIZE) == later
+    assert_same_bytes(target.cpu_read(m, 0, PAGE_SIZE), later)
 
 
 @pytest.mark.case("VGEM-003")
@@ -107,7 +109,9 @@ def test_dma_buf_outlives_the_gem_handle(target, exporter):
     target.cpu_write(mo, 0, b"\xa5" * SIZE)
     m2 = target.mmap(again)
     got = target.cpu_read(m2, 0, SIZE)
-    assert got == data, (
+    assert_same_bytes(
+        got,
+        data,
         "the dma-buf lost its data once the GEM handle and the first fd were closed "
-        f"(reads {got[:8].hex(' ')}…): its pages were freed under a live fd"
+        f"(reads {got[:8].hex(' ')}…): its pages were freed under a live fd",
     )

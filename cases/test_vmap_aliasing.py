@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.patterns import PAGE_SIZE, pattern
+from conformance.patterns import PAGE_SIZE, assert_same_bytes, pattern
 from conformance.records import Direction
 
 pytestmark = [pytest.mark.vmap_aliasing, pytest.mark.kernel_side]
@@ -42,7 +42,7 @@ def test_device_reads_what_the_kernel_wrote_through_vmap(target, exporter, vmap_
     target.unmap_attachment(att, Direction.TO_DEVICE)
     target.detach(att)
     target.vunmap(v)
-    assert seen == data
+    assert_same_bytes(seen, data)
 
 
 @pytest.mark.case("VMAP-002")
@@ -58,7 +58,7 @@ def test_vmap_reads_what_the_device_wrote(target, exporter, vmap_or_skip):
     target.begin_cpu_access(buf, Direction.FROM_DEVICE)
     before = target.vmap_read(v, 0, SIZE)  # pulls the alias into the cache
     target.end_cpu_access(buf, Direction.FROM_DEVICE)
-    assert before == bytes(SIZE)
+    assert_same_bytes(before, bytes(SIZE))
     att = target.attach(buf, "noncoherent")
     target.map_attachment(att, Direction.FROM_DEVICE)
     written = pattern(SIZE, seed=0x7B)
@@ -69,4 +69,4 @@ def test_vmap_reads_what_the_device_wrote(target, exporter, vmap_or_skip):
     seen = target.vmap_read(v, 0, SIZE)
     target.end_cpu_access(buf, Direction.FROM_DEVICE)
     target.vunmap(v)
-    assert seen == written
+    assert_same_bytes(seen, written)

@@ -18,6 +18,16 @@ def cannot_express(op: str, why: str, **arg: object) -> KernelError:
     return kernel_error(errno.EINVAL, op, {**arg, "why": why})
 
 
+def refuse_heap_only(op: str, struct_size: int | None, heap_flags: int = 0, who: str = "") -> None:
+    """EINVAL for what only the dma-heap ALLOC ioctl carries: heap flags, struct variants."""
+    if heap_flags:
+        raise cannot_express(op, f"{who} has no heap flags", heap_flags=heap_flags)
+    if struct_size is not None:
+        raise cannot_express(
+            op, "struct_size applies to dma_heap_allocation_data only", struct_size=struct_size
+        )
+
+
 class Exporter(abc.ABC):
     """One source of dma-bufs on this machine (a heap, udmabuf, a vgem card, an ION heap)."""
 

@@ -6,7 +6,13 @@ import ctypes
 import os
 from dataclasses import dataclass
 
-from conformance.exporters.base import DEFAULT_FD_FLAGS, Exporter, cannot_express, open_device
+from conformance.exporters.base import (
+    DEFAULT_FD_FLAGS,
+    Exporter,
+    cannot_express,
+    open_device,
+    refuse_heap_only,
+)
 from conformance.exporters.dmabuf import DmaBuf
 from conformance.uapi import ion
 from conformance.uapi.ioctl import ioctl
@@ -56,10 +62,7 @@ class IonExporter(Exporter):
         struct_size: int | None = None,
     ) -> DmaBuf:
         op = "ION_IOC_ALLOC"
-        if struct_size is not None:
-            raise cannot_express(
-                op, "struct_size applies to dma_heap_allocation_data only", struct_size=struct_size
-            )
+        refuse_heap_only(op, struct_size)  # heap_flags are ION's own allocation flags
         if fd_flags not in _EXPRESSIBLE_FD_FLAGS:
             raise cannot_express(op, "ION fds are always O_RDWR | O_CLOEXEC", fd_flags=fd_flags)
         # heap_flags are ION's allocation flags (ION_FLAG_CACHED...): the kernel judges them

@@ -15,6 +15,7 @@ from conformance.exporters.base import (
     DeviceNode,
     Exporter,
     cannot_express,
+    refuse_heap_only,
 )
 from conformance.exporters.dmabuf import DmaBuf
 from conformance.uapi import udmabuf
@@ -112,12 +113,7 @@ class UdmabufExporter(Exporter):
         struct_size: int | None = None,
     ) -> DmaBuf:
         op = "UDMABUF_CREATE"
-        if heap_flags:
-            raise cannot_express(op, "udmabuf has no heap flags", heap_flags=heap_flags)
-        if struct_size is not None:
-            raise cannot_express(
-                op, "struct_size applies to dma_heap_allocation_data only", struct_size=struct_size
-            )
+        refuse_heap_only(op, struct_size, heap_flags, "udmabuf")
         if fd_flags not in _EXPRESSIBLE_FD_FLAGS:
             raise cannot_express(
                 op, "udmabuf fds are always O_RDWR; only O_CLOEXEC is selectable", fd_flags=fd_flags

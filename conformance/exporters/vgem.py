@@ -9,7 +9,12 @@ import os
 
 from conformance.errors import KernelError, kernel_error
 from conformance.exporters import libc
-from conformance.exporters.base import DEFAULT_FD_FLAGS, DeviceNode, Exporter, cannot_express
+from conformance.exporters.base import (
+    DEFAULT_FD_FLAGS,
+    DeviceNode,
+    Exporter,
+    refuse_heap_only,
+)
 from conformance.exporters.dmabuf import DmaBuf
 from conformance.uapi import drm
 from conformance.uapi.ioctl import ioctl
@@ -96,12 +101,7 @@ class VgemExporter(Exporter):
         struct_size: int | None = None,
     ) -> DmaBuf:
         op = "DRM_IOCTL_MODE_CREATE_DUMB"
-        if heap_flags:
-            raise cannot_express(op, "vgem has no heap flags", heap_flags=heap_flags)
-        if struct_size is not None:
-            raise cannot_express(
-                op, "struct_size applies to dma_heap_allocation_data only", struct_size=struct_size
-            )
+        refuse_heap_only(op, struct_size, heap_flags, "vgem")
         if size < 0:
             raise kernel_error(errno.EINVAL, op, {"size": size})
         handle = self.create_dumb(size).handle

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import pytest
 
 from conformance.errors import KernelError
-from conformance.lockstep import CheckedTarget, Divergence
+from conformance.lockstep import CheckedTarget, Divergence, unchecked
 from conformance.patterns import PAGE_SIZE, pattern
 from conformance.records import Direction, SyncFlag
 from conformance.targets.base import Target
@@ -405,7 +405,7 @@ def test_random_operation_sequences_agree_with_the_model(target, exporter, gener
     the model at some step; the failure shows the shortest sequence found
     as a ready-to-run case.
     """
-    real = getattr(target, "inner", target)
+    real = unchecked(target)
     result = explore(real, exporter.name, generated_budget)
     if result is not None:
         program, exc = result

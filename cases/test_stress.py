@@ -19,17 +19,13 @@ import threading
 import pytest
 
 from conformance.errors import KernelError, TooManyOpenFiles
+from conformance.lockstep import unchecked
 from conformance.patterns import PAGE_SIZE, pattern
-from conformance.targets.base import Target
 
 # More fds than any usual RLIMIT_NOFILE soft limit (1024): a process that has
 # more cannot be exhausted in reasonable time, and the case says so.
 MAX_FDS_TRIED = 8192
 THREADS = 100
-
-
-def _unchecked(target: Target) -> Target:
-    return getattr(target, "inner", target)
 
 
 @pytest.mark.leak
@@ -43,7 +39,7 @@ def test_fd_exhaustion_fails_cleanly_and_leaks_nothing(target, exporter):
     allocation works again.  A failing exporter leaks the buffer and its
     pages on every failed call (or frees it twice and crashes).
     """
-    real = _unchecked(target)
+    real = unchecked(target)
     before = real.live_buffers()
     held: list[int] = []
     try:
@@ -80,7 +76,7 @@ def test_hundred_threads_allocating_at_once_get_distinct_zeroed_buffers(target, 
     On a guest target the calls are serialised by the channel, so this
     checks back-to-back allocation there; on ``local`` they really overlap.
     """
-    real = _unchecked(target)
+    real = unchecked(target)
     size = 4 * PAGE_SIZE
     before = real.live_buffers()
     start, written = threading.Barrier(THREADS), threading.Barrier(THREADS)

@@ -10,6 +10,26 @@ from conformance.errors import InvalidArgument, OutOfMemory
 
 
 @pytest.fixture
+def page_size(target) -> int:
+    """The target kernel's page size: cases size their buffers in pages of it.
+
+    arm64 kernels run with 4, 16 or 64 KiB pages (Android ships 16 KiB-page
+    devices); a size written as 4096 bytes is a sub-page buffer there.
+    """
+    return int(target.info().page_size)
+
+
+@pytest.fixture
+def pages(page_size) -> Callable[[int], int]:
+    """``pages(n)``: the byte size of ``n`` pages of the target."""
+
+    def size(n: int) -> int:
+        return n * page_size
+
+    return size
+
+
+@pytest.fixture
 def vmap_or_skip(target) -> Callable[[int], int]:
     """``target.vmap`` that skips the case when the exporter implements no vmap.
 

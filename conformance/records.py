@@ -109,18 +109,69 @@ class ExporterInfo:
         return asdict(self)
 
 
+# What a target can observe.  A case that needs one (``@pytest.mark.needs(name)``)
+# is not run where it is missing: it could not fail there, so it must not pass.
+INSTRUMENTS: dict[str, str] = {
+    "probe": "the probe importer module is loaded (attach, map, vmap, begin/end CPU access)",
+    "dma_event_log": "the probe's DMA event log (kprobes on the DMA API) records the "
+    "exporter's map/unmap/sync calls",
+    "swiotlb_bounce": "non-coherent devices see a bounce copy (swiotlb=force) or real cache "
+    "maintenance, so a missing CMO shows in the data",
+    "dma_api_debug": "CONFIG_DMA_API_DEBUG reports DMA-API misuse (wrong direction, leaks)",
+    "kmsg": "the kernel log is read after every case (WARN, BUG, Oops lines)",
+    "debugfs_bufinfo": "debugfs dma_buf/bufinfo counts the dma-bufs the kernel holds",
+}
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """Whether a target has one of ``INSTRUMENTS``, and how that was seen (or why not)."""
+
+    present: bool
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
 class TargetInfo:
-    """What a run was made on, for the summary and the report."""
+    """What a run was made on, for the summary and the report.
+
+    ``page_size`` is the kernel's (arm64 kernels with 16 KiB and 64 KiB pages
+    exist); cases size their buffers in pages of it.  ``instruments`` maps
+    each name of ``INSTRUMENTS`` to whether the target has it; a name that is
+    absent was not looked for and counts as missing.
+    """
 
     target: str
     kernel: str
     machine: str = ""
     probe_loaded: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+    page_size: int = 4096
+    instruments: dict[str, Instrument] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TargetInfo:
+        instruments = {
+            name: v if isinstance(v, Instrument) else Instrument(**v)
+            for name, v in dict(d.get("instruments", {})).items()
+        }
+        return cls(**{**d, "instruments": instruments})
+
+    def missing_instrument(self, name: str) -> str:
+        """Empty when the target has ``name``; else why it is missing, for a report."""
+        if name not in INSTRUMENTS:
+            raise ValueError(f"unknown instrument {name!r}; known: {', '.join(INSTRUMENTS)}")
+        inst = self.instruments.get(name)
+        if inst is not None and inst.present:
+            return ""
+        why = inst.detail if inst is not None and inst.detail else "not detected on this target"
+        return f"no {name} ({INSTRUMENTS[name]}): {why}"
 
 
 @dataclass(frozen=True)

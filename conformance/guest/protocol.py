@@ -38,7 +38,7 @@ _RECORDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "DmaEvent": DmaEvent.from_json,
     "SgSegment": lambda d: SgSegment(**d),
     "ExporterInfo": lambda d: ExporterInfo(**d),
-    "TargetInfo": lambda d: TargetInfo(**d),
+    "TargetInfo": TargetInfo.from_json,
     "KernelHealth": lambda d: KernelHealth(**d),
 }
 

@@ -18,6 +18,7 @@ import ctypes
 import ctypes.util
 import errno
 import faulthandler
+import mmap
 import os
 import re
 import signal
@@ -194,6 +195,7 @@ class LocalTarget(Target):
             machine=u.machine,
             probe_loaded=os.path.exists(self.probe_path),
             extra=extra,
+            page_size=mmap.PAGESIZE,
         )
 
     def _dma_platform(self, machine: str) -> str:

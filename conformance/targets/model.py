@@ -41,11 +41,13 @@ from conformance.model.exporter import Attachment, Exporter, ModelBuffer, Owners
 from conformance.model.memory import LINEAR, PAGE_SIZE, VMAP, Cache, CacheOp, PhysicalMemory
 from conformance.model.profiles import PROFILES, ExporterProfile
 from conformance.records import (
+    INSTRUMENTS,
     STANDARD_DEVICES,
     DeviceSpec,
     Direction,
     DmaEvent,
     ExporterInfo,
+    Instrument,
     KernelHealth,
     SgSegment,
     SyncFlag,
@@ -206,6 +208,11 @@ class ModelTarget(Target):
                 "aliasing_cache": str(self.aliasing),
                 "speculative_fill": str(self.speculative),
                 "mem_total_bytes": str(self.memory_bytes),
+            },
+            page_size=PAGE_SIZE,
+            # The model sees everything it does: each instrument is built in.
+            instruments={
+                name: Instrument(True, "built into the reference model") for name in INSTRUMENTS
             },
         )
 

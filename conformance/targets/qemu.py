@@ -8,6 +8,7 @@ boots a fresh guest so the run can go on with the next case.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Optional
 
 from conformance.errors import GuestError
@@ -78,8 +79,7 @@ class QemuTarget(Target):
             extra.update({"qemu_arch": self.guest.config.arch,
                           "kernel_config_hash": self.guest.config.kernel.config_hash,
                           "guest_machine": info.machine})
-            self._info = TargetInfo(target="qemu", kernel=info.kernel, machine=info.machine,
-                                    probe_loaded=info.probe_loaded, extra=extra)
+            self._info = dataclasses.replace(info, target="qemu", extra=extra)
         return self._info
 
     def exporters(self) -> list[ExporterInfo]:

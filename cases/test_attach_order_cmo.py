@@ -11,22 +11,30 @@ How a failure shows: on the model, as stale data in the device's or the CPU's
 view; on a real kernel booted with the probe, as data (a non-coherent probe
 device sees a bounce copy that only moves at map/unmap/sync) and as a
 missing dma_unmap_sg/dma_map_sg in the exporter's DMA event log.
+
+Instruments: the data checks can only fail where a non-coherent device sees
+stale data (``swiotlb_bounce``: swiotlb=force, or a machine with real cache
+maintenance); on a coherent machine without bouncing every device reads
+memory the CPU just wrote, whatever the exporter does.  The DMA-call checks
+read the probe's event log (``dma_event_log``).  Each case is marked with
+the instruments its assertions depend on, so it is never a pass where one of
+them could not fail.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from conformance.patterns import PAGE_SIZE, assert_same_bytes, pattern
+from conformance.patterns import assert_same_bytes, pattern
 from conformance.records import Direction, SyncFlag
 
 pytestmark = [pytest.mark.attach_order_cmo, pytest.mark.kernel_side]
 
-SIZE = 4 * PAGE_SIZE
+PAGES = 4  # the buffer of every case, in pages of the target
 
 
-def _cpu_fill(target, buf, seed: int) -> bytes:
-    data = pattern(SIZE, seed=seed)
+def _cpu_fill(target, buf, size: int, seed: int) -> bytes:
+    data = pattern(size, seed=seed)
     m = target.mmap(buf)
     target.sync(buf, SyncFlag.START | SyncFlag.WRITE)
     target.cpu_write(m, 0, data)
@@ -35,10 +43,10 @@ def _cpu_fill(target, buf, seed: int) -> bytes:
     return data
 
 
-def _cpu_read(target, buf) -> bytes:
+def _cpu_read(target, buf, size: int) -> bytes:
     m = target.mmap(buf)
     target.sync(buf, SyncFlag.START | SyncFlag.READ)
-    data = target.cpu_read(m, 0, SIZE)
+    data = target.cpu_read(m, 0, size)
     target.sync(buf, SyncFlag.END | SyncFlag.READ)
     target.munmap(m)
     return data
@@ -49,7 +57,8 @@ def _unmaps(events, device: str):
 
 
 @pytest.mark.case("CMO-001")
-def test_seed_004_coherent_device_reads_what_noncoherent_device_wrote(target, exporter):
+@pytest.mark.needs("dma_event_log", "swiotlb_bounce")
+def test_seed_004_coherent_device_reads_what_noncoherent_device_wrote(target, exporter, pages):
     """Seed 004's 8 steps: the coherent device reads the non-coherent device's data.
 
     1 attach coherent, 2 attach non-coherent, 3 map non-coherent, 4 it writes,
@@ -57,20 +66,23 @@ def test_seed_004_coherent_device_reads_what_noncoherent_device_wrote(target, ex
     Contract: unmap of the non-coherent device's mapping invalidates the CPU
     cache (dma_unmap_sg), so no stale line is left for the coherent device to
     snoop.  A failing exporter (sg_table cached at attach, no CMO at unmap)
-    lets step 7 read the CPU's old data.
+    lets step 7 read the CPU's old data.  Two checks: the exporter's
+    dma_unmap_sg at step 5 (DMA event log) and step 7's data (stale only
+    where the non-coherent device bounces).
     """
-    buf = target.allocate(exporter.name, SIZE)
-    _cpu_fill(target, buf, seed=0x10)
+    size = pages(PAGES)
+    buf = target.allocate(exporter.name, size)
+    _cpu_fill(target, buf, size, seed=0x10)
     coherent = target.attach(buf, "coherent")
     noncoherent = target.attach(buf, "noncoherent")
     target.dma_events(clear=True)
     target.map_attachment(noncoherent, Direction.BIDIRECTIONAL)
-    written = pattern(SIZE, seed=0x7E)
+    written = pattern(size, seed=0x7E)
     target.device_write(noncoherent, 0, written)
     target.unmap_attachment(noncoherent, Direction.BIDIRECTIONAL)
     events = target.dma_events(clear=True)
     target.map_attachment(coherent, Direction.BIDIRECTIONAL)
-    seen = target.device_read(coherent, 0, SIZE)
+    seen = target.device_read(coherent, 0, size)
     target.unmap_attachment(coherent, Direction.BIDIRECTIONAL)
     target.detach(noncoherent)
     target.detach(coherent)
@@ -84,24 +96,28 @@ def test_seed_004_coherent_device_reads_what_noncoherent_device_wrote(target, ex
 
 
 @pytest.mark.case("CMO-002")
+@pytest.mark.needs("dma_event_log", "swiotlb_bounce")
 @pytest.mark.parametrize(
     "direction", [Direction.TO_DEVICE, Direction.BIDIRECTIONAL], ids=lambda d: d.name
 )
-def test_first_device_map_cleans_what_the_cpu_wrote(target, exporter, direction):
+def test_first_device_map_cleans_what_the_cpu_wrote(target, exporter, pages, direction):
     """A non-coherent device mapped for the first time reads what the CPU wrote.
 
     Contract (seeds 000 and 002): map_dma_buf returns an sg list mapped for
     the device, i.e. dma_map_sg cleaned the CPU cache.  A failing exporter
     skips the clean on the first map (or maps with DMA_ATTR_SKIP_CPU_SYNC
-    after the CPU touched the buffer) and the device reads old memory.
+    after the CPU touched the buffer) and the device reads old memory.  Two
+    checks: the data the device reads (stale only where it bounces) and the
+    map call's CPU sync in the DMA event log.
     """
-    buf = target.allocate(exporter.name, SIZE)
-    data = _cpu_fill(target, buf, seed=0x21)
+    size = pages(PAGES)
+    buf = target.allocate(exporter.name, size)
+    data = _cpu_fill(target, buf, size, seed=0x21)
     att = target.attach(buf, "noncoherent")
     target.dma_events(clear=True)
     target.map_attachment(att, direction)
     maps = [e for e in target.dma_events(clear=True) if e.device == "noncoherent"]
-    seen = target.device_read(att, 0, SIZE)
+    seen = target.device_read(att, 0, size)
     target.unmap_attachment(att, direction)
     target.detach(att)
     assert_same_bytes(seen, data, "the device read memory older than what the CPU wrote")
@@ -113,21 +129,25 @@ def test_first_device_map_cleans_what_the_cpu_wrote(target, exporter, direction)
 
 
 @pytest.mark.case("CMO-003")
+@pytest.mark.needs("dma_event_log", "swiotlb_bounce")
 @pytest.mark.parametrize(
     "direction", [Direction.FROM_DEVICE, Direction.BIDIRECTIONAL], ids=lambda d: d.name
 )
-def test_cpu_reads_device_write_after_unmap(target, exporter, direction):
+def test_cpu_reads_device_write_after_unmap(target, exporter, pages, direction):
     """After a non-coherent device wrote and was unmapped, SYNC_START|READ shows its data.
 
     Contract: unmap (dma_unmap_sg) and begin_cpu_access (dma_sync_sg_for_cpu)
     hand the buffer back to the CPU with the device's data visible.  A
     failing exporter does no CMO at unmap and the CPU reads stale lines.
+    Two checks: the one dma_unmap_sg with CPU sync in the DMA event log,
+    and the data the CPU reads (stale only where the device bounces).
     """
-    buf = target.allocate(exporter.name, SIZE)
-    _cpu_fill(target, buf, seed=0x32)
+    size = pages(PAGES)
+    buf = target.allocate(exporter.name, size)
+    _cpu_fill(target, buf, size, seed=0x32)
     att = target.attach(buf, "noncoherent")
     target.map_attachment(att, direction)
-    written = pattern(SIZE, seed=0x5C)
+    written = pattern(size, seed=0x5C)
     target.device_write(att, 0, written)
     target.dma_events(clear=True)
     target.unmap_attachment(att, direction)
@@ -138,7 +158,7 @@ def test_cpu_reads_device_write_after_unmap(target, exporter, direction):
         f"expected one dma_unmap_sg({direction.name}) with CPU sync on the non-coherent device "
         f"at unmap, the exporter made: {[str(e) for e in events] or 'none'}"
     )
-    assert_same_bytes(_cpu_read(target, buf), written)
+    assert_same_bytes(_cpu_read(target, buf, size), written)
 
 
 ORDERS = [
@@ -149,10 +169,11 @@ ORDERS = [
 
 
 @pytest.mark.case("CMO-004")
+@pytest.mark.needs("swiotlb_bounce")
 @pytest.mark.parametrize("order", [o for _, o in ORDERS], ids=[n for n, _ in ORDERS])
 @pytest.mark.parametrize("cpu_writes_after", [False, True], ids=["no-cpu-write", "cpu-write"])
 def test_data_flows_between_devices_and_cpu_in_any_attach_order(
-    target, exporter, order, cpu_writes_after
+    target, exporter, pages, order, cpu_writes_after
 ):
     """Data written by one party is what the next reads, for several attach/map orders.
 
@@ -161,10 +182,12 @@ def test_data_flows_between_devices_and_cpu_in_any_attach_order(
     non-coherent device writes, is unmapped; the CPU reads (and optionally
     writes new data); the coherent device then reads; the non-coherent
     device is mapped again and reads.  A failing exporter loses a write at
-    one of the hand-overs.
+    one of the hand-overs.  Data checks only: they can fail only where the
+    non-coherent device bounces.
     """
-    buf = target.allocate(exporter.name, SIZE)
-    _cpu_fill(target, buf, seed=0x43)
+    size = pages(PAGES)
+    buf = target.allocate(exporter.name, size)
+    _cpu_fill(target, buf, size, seed=0x43)
     handles: dict[str, int] = {}
     for step in order:
         if step == "attach_c":
@@ -173,23 +196,23 @@ def test_data_flows_between_devices_and_cpu_in_any_attach_order(
             handles["n"] = target.attach(buf, "noncoherent")
         elif step == "map_n":
             target.map_attachment(handles["n"], Direction.BIDIRECTIONAL)
-    device_data = pattern(SIZE, seed=0x99)
+    device_data = pattern(size, seed=0x99)
     target.device_write(handles["n"], 0, device_data)
     target.unmap_attachment(handles["n"], Direction.BIDIRECTIONAL)
     assert_same_bytes(
-        _cpu_read(target, buf), device_data, "CPU read stale data after the device's write"
+        _cpu_read(target, buf, size), device_data, "CPU read stale data after the device's write"
     )
     expected = device_data
     if cpu_writes_after:
-        expected = _cpu_fill(target, buf, seed=0xC3)
+        expected = _cpu_fill(target, buf, size, seed=0xC3)
     target.map_attachment(handles["c"], Direction.BIDIRECTIONAL)
     assert_same_bytes(
-        target.device_read(handles["c"], 0, SIZE), expected, "coherent device read stale data"
+        target.device_read(handles["c"], 0, size), expected, "coherent device read stale data"
     )
     target.unmap_attachment(handles["c"], Direction.BIDIRECTIONAL)
     target.map_attachment(handles["n"], Direction.TO_DEVICE)
     assert_same_bytes(
-        target.device_read(handles["n"], 0, SIZE),
+        target.device_read(handles["n"], 0, size),
         expected,
         "non-coherent device read stale data on its second map",
     )
@@ -199,23 +222,26 @@ def test_data_flows_between_devices_and_cpu_in_any_attach_order(
 
 
 @pytest.mark.case("CMO-005", level="SHOULD")
-def test_untouched_buffer_may_be_mapped_without_cpu_sync(target, exporter):
+@pytest.mark.needs("swiotlb_bounce")
+def test_untouched_buffer_may_be_mapped_without_cpu_sync(target, exporter, pages):
     """A buffer the CPU never touched reads as zeroes on a non-coherent device's first map.
 
     Contract (seed 000, the DMA_ATTR_SKIP_CPU_SYNC debate): skipping the CPU
     sync is only legal while the CPU has not written; the zeroes the
     exporter put there at allocation must already be clean in memory.  A
     failing exporter zeroes through the cache and never cleans, so the
-    device sees the pages' previous contents.
+    device sees the pages' previous contents, which shows only where the
+    non-coherent device bounces (or the machine has real cache maintenance).
     """
+    size = pages(PAGES)
     for seed in (0x61, 0x62):
-        old = target.allocate(exporter.name, SIZE)
-        _cpu_fill(target, old, seed=seed)
+        old = target.allocate(exporter.name, size)
+        _cpu_fill(target, old, size, seed=seed)
         target.close(old)
-    buf = target.allocate(exporter.name, SIZE)
+    buf = target.allocate(exporter.name, size)
     att = target.attach(buf, "noncoherent")
     target.map_attachment(att, Direction.TO_DEVICE)
-    seen = target.device_read(att, 0, SIZE)
+    seen = target.device_read(att, 0, size)
     target.unmap_attachment(att, Direction.TO_DEVICE)
     target.detach(att)
-    assert_same_bytes(seen, bytes(SIZE))
+    assert_same_bytes(seen, bytes(size))

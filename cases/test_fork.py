@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.patterns import PAGE_SIZE, assert_same_bytes, pattern
+from conformance.patterns import assert_same_bytes, pattern
 
 pytestmark = pytest.mark.mmap
 
-SIZE = 4 * PAGE_SIZE
+PAGES = 4  # the buffer, in pages of the target
 
 
 @pytest.mark.case("FORK-001")
-def test_child_writes_are_seen_by_the_parent(target, exporter):
+def test_child_writes_are_seen_by_the_parent(target, exporter, pages):
     """A child's writes, through its inherited mapping and through its own map of the
     inherited fd, are seen through the parent's mapping.
 
@@ -27,20 +27,21 @@ def test_child_writes_are_seen_by_the_parent(target, exporter):
     mappings VM_DONTCOPY (the child dies with SIGSEGV) or maps private
     copies, so processes that share a buffer by fork do not share data.
     """
-    buf = target.allocate(exporter.name, SIZE)
+    size = pages(PAGES)
+    buf = target.allocate(exporter.name, size)
     m = target.mmap(buf)
-    target.cpu_write(m, 0, bytes(SIZE))
-    inherited = pattern(PAGE_SIZE, seed=0x1F)
-    target.fork_write(m, PAGE_SIZE, inherited)
+    target.cpu_write(m, 0, bytes(size))
+    inherited = pattern(pages(1), seed=0x1F)
+    target.fork_write(m, pages(1), inherited)
     assert_same_bytes(
-        target.cpu_read(m, PAGE_SIZE, PAGE_SIZE),
+        target.cpu_read(m, pages(1), pages(1)),
         inherited,
         "the child's write through its inherited mapping is not in the parent's mapping",
     )
-    own = pattern(PAGE_SIZE, seed=0x2E)
-    target.fork_mmap_write(buf, 3 * PAGE_SIZE, own)
+    own = pattern(pages(1), seed=0x2E)
+    target.fork_mmap_write(buf, pages(3), own)
     assert_same_bytes(
-        target.cpu_read(m, 3 * PAGE_SIZE, PAGE_SIZE),
+        target.cpu_read(m, pages(3), pages(1)),
         own,
         "the child's write through its own mapping of the inherited fd is not in the "
         "parent's mapping",

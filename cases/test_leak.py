@@ -11,23 +11,26 @@ from __future__ import annotations
 import pytest
 
 from conformance.errors import OutOfMemory
-from conformance.patterns import PAGE_SIZE, MiB
+from conformance.patterns import MiB
 
 pytestmark = pytest.mark.leak
 
-SIZE = 16 * PAGE_SIZE
+PAGES = 16  # LEAK-001's buffer, in pages of the target
 
 
 @pytest.mark.case("LEAK-001")
-def test_buffer_is_released_when_fd_and_mappings_are_gone(target, exporter):
+@pytest.mark.needs("debugfs_bufinfo")
+def test_buffer_is_released_when_fd_and_mappings_are_gone(target, exporter, pages):
     """A dma-buf disappears from the kernel's list once its fd, dups and mappings are closed.
 
     Contract: the dma-buf file holds the buffer; fds and mappings hold the
     file.  A failing exporter keeps an extra reference and the buffer (and
-    its memory) lives until reboot.
+    its memory) lives until reboot.  Every check counts the kernel's live
+    dma-bufs in debugfs ``dma_buf/bufinfo``, so the case needs that
+    instrument: without it nothing here can fail.
     """
     before = target.live_buffers()
-    buf = target.allocate(exporter.name, SIZE)
+    buf = target.allocate(exporter.name, pages(PAGES))
     second = target.dup(buf)
     m = target.mmap(buf)
     assert target.live_buffers() == before + 1

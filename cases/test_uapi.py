@@ -15,63 +15,69 @@ import select
 import pytest
 
 from conformance.errors import InvalidArgument
-from conformance.patterns import PAGE_SIZE, assert_same_bytes, pattern
+from conformance.patterns import assert_same_bytes, pattern
 from conformance.records import SyncFlag
 
 pytestmark = pytest.mark.uapi
 
-SIZE = 4 * PAGE_SIZE
+PAGES = 4  # the buffer of every case, in pages of the target
 DMA_BUF_NAME_LEN = 32  # include/uapi/linux/dma-buf.h, the NUL included
 SEEK_DATA = 3
 
+# UAPI-002's refused seeks: (offset in bytes, offset in pages of the target, whence)
+BAD_SEEKS = {
+    "cur-0": (0, 0, os.SEEK_CUR),
+    "set-1": (1, 0, os.SEEK_SET),
+    "end-minus-1": (-1, 0, os.SEEK_END),
+    "end-plus-page": (0, 1, os.SEEK_END),
+    "seek-data": (0, 0, SEEK_DATA),
+}
+
 
 @pytest.mark.case("UAPI-001")
-def test_lseek_reports_the_size_and_the_start(target, exporter):
+def test_lseek_reports_the_size_and_the_start(target, exporter, pages):
     """``lseek(fd, 0, SEEK_END)`` is the buffer size and ``lseek(fd, 0, SEEK_SET)`` is 0.
 
     Contract: dma_buf_llseek, the documented way to learn a dma-buf's size
     (IGT "lseek size").  A failing kernel reports another size, so user
     space maps too little or too much.
     """
-    buf = target.allocate(exporter.name, SIZE)
-    assert target.lseek(buf, 0, os.SEEK_END) == SIZE
+    size = pages(PAGES)
+    buf = target.allocate(exporter.name, size)
+    assert target.lseek(buf, 0, os.SEEK_END) == size
     assert target.lseek(buf, 0, os.SEEK_SET) == 0
 
 
 @pytest.mark.case("UAPI-002")
-@pytest.mark.parametrize(
-    "offset,whence",
-    [(0, os.SEEK_CUR), (1, os.SEEK_SET), (-1, os.SEEK_END), (PAGE_SIZE, os.SEEK_END),
-     (0, SEEK_DATA)],
-    ids=["cur-0", "set-1", "end-minus-1", "end-plus-page", "seek-data"],
-)  # fmt: skip
-def test_any_other_lseek_is_einval(target, exporter, offset, whence):
+@pytest.mark.parametrize("seek", list(BAD_SEEKS), ids=list(BAD_SEEKS))
+def test_any_other_lseek_is_einval(target, exporter, pages, seek):
     """Every lseek other than (0, SEEK_SET) and (0, SEEK_END) is refused with EINVAL.
 
     Contract: dma_buf_llseek returns -EINVAL for a non-zero offset or another
     whence.  A failing kernel moves a file position that means nothing for
     a dma-buf, and user space reads it as a size.
     """
-    buf = target.allocate(exporter.name, SIZE)
+    offset, page_offset, whence = BAD_SEEKS[seek]
+    buf = target.allocate(exporter.name, pages(PAGES))
     with pytest.raises(InvalidArgument):
-        target.lseek(buf, offset, whence)
+        target.lseek(buf, offset + pages(page_offset), whence)
 
 
 @pytest.mark.case("UAPI-003")
-def test_idle_buffer_polls_ready_for_read_and_write(target, exporter):
+def test_idle_buffer_polls_ready_for_read_and_write(target, exporter, pages):
     """A buffer with no pending fences is at once ready for reading and writing.
 
     Contract: dma_buf_poll: EPOLLIN waits for the write fences and EPOLLOUT
     for all fences; with none, both are ready immediately.  A failing
     exporter or kernel blocks user space on a buffer nobody is using.
     """
-    buf = target.allocate(exporter.name, SIZE)
+    buf = target.allocate(exporter.name, pages(PAGES))
     wanted = select.POLLIN | select.POLLOUT
     assert target.poll(buf, wanted, 0) & wanted == wanted
 
 
 @pytest.mark.case("UAPI-004")
-def test_fdinfo_shows_size_exporter_and_file_references(target, exporter):
+def test_fdinfo_shows_size_exporter_and_file_references(target, exporter, pages):
     """fdinfo shows the size, the exporter's name and how many references hold the file.
 
     Contract: dma_buf_show_fdinfo prints ``size``, ``count`` (file
@@ -80,9 +86,10 @@ def test_fdinfo_shows_size_exporter_and_file_references(target, exporter):
     tell who owns the memory) or a reference is not taken, so the count
     lies and the buffer can be freed under a user.
     """
-    buf = target.allocate(exporter.name, SIZE)
+    size = pages(PAGES)
+    buf = target.allocate(exporter.name, size)
     info = target.fdinfo(buf)
-    assert int(info["size"]) == SIZE
+    assert int(info["size"]) == size
     assert info.get("exp_name"), f"no exporter name in fdinfo: {info}"
     assert "name" not in info, f"a name before any SET_NAME: {info['name']!r}"
     assert int(info["count"]) == 1
@@ -97,7 +104,7 @@ def test_fdinfo_shows_size_exporter_and_file_references(target, exporter):
 
 @pytest.mark.case("UAPI-005")
 @pytest.mark.parametrize("encoding", ["A", "B", "legacy"])
-def test_set_name_shows_in_fdinfo_and_replaces_the_old_one(target, exporter, encoding):
+def test_set_name_shows_in_fdinfo_and_replaces_the_old_one(target, exporter, pages, encoding):
     """DMA_BUF_SET_NAME in each encoding names the buffer; a second call replaces the name.
 
     Contract: dma-buf.h defines DMA_BUF_SET_NAME_A (u32 pointer) and _B
@@ -105,7 +112,7 @@ def test_set_name_shows_in_fdinfo_and_replaces_the_old_one(target, exporter, enc
     frees the old name.  A failing kernel refuses one encoding (32-bit user
     space on a 64-bit kernel cannot name buffers) or keeps the old name.
     """
-    buf = target.allocate(exporter.name, SIZE)
+    buf = target.allocate(exporter.name, pages(PAGES))
     target.set_name(buf, b"first-name", encoding)
     assert target.fdinfo(buf).get("name") == "first-name"
     target.set_name(buf, b"second", encoding)
@@ -114,7 +121,7 @@ def test_set_name_shows_in_fdinfo_and_replaces_the_old_one(target, exporter, enc
 
 @pytest.mark.case("UAPI-006")
 @pytest.mark.parametrize("encoding", ["A", "B"])
-def test_set_name_length_limit(target, exporter, encoding):
+def test_set_name_length_limit(target, exporter, pages, encoding):
     """A name of 31 bytes is accepted; 32 bytes or more is EINVAL and keeps the old name.
 
     Contract: dma_buf_set_name copies with strndup_user(buf,
@@ -122,7 +129,7 @@ def test_set_name_length_limit(target, exporter, encoding):
     bytes.  A failing kernel copies names of any length (unbounded kernel
     memory on user request, oversize lines in fdinfo and bufinfo).
     """
-    buf = target.allocate(exporter.name, SIZE)
+    buf = target.allocate(exporter.name, pages(PAGES))
     longest = b"n" * (DMA_BUF_NAME_LEN - 1)
     target.set_name(buf, longest, encoding)
     assert target.fdinfo(buf).get("name") == longest.decode()
@@ -134,7 +141,7 @@ def test_set_name_length_limit(target, exporter, encoding):
 
 @pytest.mark.case("UAPI-007")
 @pytest.mark.parametrize("flags", [SyncFlag.READ, SyncFlag.WRITE, SyncFlag.RW], ids=str)
-def test_sync_file_export_then_import(target, exporter, flags):
+def test_sync_file_export_then_import(target, exporter, pages, flags):
     """A sync file exported with READ, WRITE or RW can be imported back; the buffer stays idle.
 
     Contract: DMA_BUF_IOCTL_EXPORT_SYNC_FILE / IMPORT_SYNC_FILE (6.0+)
@@ -142,7 +149,7 @@ def test_sync_file_export_then_import(target, exporter, flags):
     signalled, so after the import the buffer still polls ready.  A failing
     kernel refuses a valid direction or leaves an unsignalled fence behind.
     """
-    buf = target.allocate(exporter.name, SIZE)
+    buf = target.allocate(exporter.name, pages(PAGES))
     sync_file = target.export_sync_file(buf, int(flags))
     target.import_sync_file(buf, sync_file, int(SyncFlag.WRITE))
     target.close_sync_file(sync_file)
@@ -153,14 +160,14 @@ def test_sync_file_export_then_import(target, exporter, flags):
 @pytest.mark.case("UAPI-008")
 @pytest.mark.parametrize("flags", [0, int(SyncFlag.END), 8, int(SyncFlag.RW) | 8, 1 << 31],
                          ids=["none", "END", "bit3", "RW+bit3", "bit31"])  # fmt: skip
-def test_sync_file_with_invalid_flags_is_einval(target, exporter, flags):
+def test_sync_file_with_invalid_flags_is_einval(target, exporter, pages, flags):
     """Export and import with no direction or unknown bits are refused with EINVAL.
 
     Contract: both ioctls check ``flags & ~DMA_BUF_SYNC_RW`` and that READ or
     WRITE is set.  A failing kernel accepts them, so the bits can never get
     a meaning.
     """
-    buf = target.allocate(exporter.name, SIZE)
+    buf = target.allocate(exporter.name, pages(PAGES))
     with pytest.raises(InvalidArgument):
         target.export_sync_file(buf, flags)
     good = target.export_sync_file(buf, int(SyncFlag.RW))
@@ -169,14 +176,14 @@ def test_sync_file_with_invalid_flags_is_einval(target, exporter, flags):
 
 
 @pytest.mark.case("UAPI-009")
-def test_importing_a_closed_sync_file_is_einval(target, exporter):
+def test_importing_a_closed_sync_file_is_einval(target, exporter, pages):
     """Importing a sync file that was closed is refused with EINVAL.
 
     Contract: dma_buf_import_sync_file gets the fence with
     sync_file_get_fence, which fails for an fd that is no sync file.  A
     failing kernel dereferences a stale file.
     """
-    buf = target.allocate(exporter.name, SIZE)
+    buf = target.allocate(exporter.name, pages(PAGES))
     sync_file = target.export_sync_file(buf, int(SyncFlag.RW))
     target.close_sync_file(sync_file)
     with pytest.raises(InvalidArgument):
@@ -184,21 +191,22 @@ def test_importing_a_closed_sync_file_is_einval(target, exporter):
 
 
 @pytest.mark.case("UAPI-010")
-def test_dup_shares_the_buffer_and_outlives_the_original(target, exporter):
+def test_dup_shares_the_buffer_and_outlives_the_original(target, exporter, pages):
     """A dup'ed fd is the same buffer: same inode and size, shared pages, alive after close.
 
     Contract: dup takes a reference on the one dma-buf file (IGT dup
     refcounting).  A failing exporter frees the buffer when the first fd
     closes, or the second fd maps other pages.
     """
-    buf = target.allocate(exporter.name, SIZE)
+    size = pages(PAGES)
+    buf = target.allocate(exporter.name, size)
     second = target.dup(buf)
     assert target.fdinfo(second)["ino"] == target.fdinfo(buf)["ino"]
-    assert target.buffer_size(second) == SIZE
+    assert target.buffer_size(second) == size
     first_map = target.mmap(buf)
-    data = pattern(SIZE, seed=0x7D)
+    data = pattern(size, seed=0x7D)
     target.cpu_write(first_map, 0, data)
     target.munmap(first_map)
     target.close(buf)
     m = target.mmap(second)
-    assert_same_bytes(target.cpu_read(m, 0, SIZE), data)
+    assert_same_bytes(target.cpu_read(m, 0, size), data)

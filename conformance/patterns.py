@@ -1,13 +1,31 @@
-"""Data patterns that make a stale or misplaced byte visible."""
+"""Data patterns that make a stale or misplaced byte visible.
+
+Nothing here assumes a page size: a target kernel's is 4, 16 or 64 KiB
+(``TargetInfo.page_size``; the cases get it from the ``page_size`` fixture).
+Helpers that speak in pages take it as an argument.
+"""
 
 from __future__ import annotations
 
-PAGE_SIZE = 4096
+from typing import Optional
+
 MiB = 1 << 20
 
+# Transitional, for case modules not yet sizing their buffers from the target:
+# the reference model's page size (conformance.model.memory.PAGE_SIZE), which
+# is only right on a 4 KiB-page kernel.  New code takes the page size from the
+# target instead.
+PAGE_SIZE = 4096
 
-def page_align(n: int) -> int:
-    return (n + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+
+def page_align(n: int, page_size: int = PAGE_SIZE) -> int:
+    """``n`` rounded up to a whole number of pages of ``page_size`` bytes."""
+    return (n + page_size - 1) // page_size * page_size
+
+
+def page_count_id(n: int) -> str:
+    """A readable test id for a size of ``n`` pages: ``1-page``, ``16-pages``."""
+    return f"{n}-page" if n == 1 else f"{n}-pages"
 
 
 def pattern(length: int, seed: int = 0xA5) -> bytes:
@@ -17,13 +35,23 @@ def pattern(length: int, seed: int = 0xA5) -> bytes:
     return (block * (length // 256 + 1))[:length]
 
 
-def describe_difference(left: bytes, right: bytes) -> list[str]:
-    """Where two byte strings first differ, in a few lines (for assertion messages)."""
+def describe_difference(
+    left: bytes, right: bytes, page_size: Optional[int] = None
+) -> list[str]:
+    """Where two byte strings first differ, in a few lines (for assertion messages).
+
+    With ``page_size`` the first difference is also given in pages of it,
+    which is how an exporter's page-granular bugs (a wrong page, a missing
+    clean of one page) are recognised.
+    """
     lines = [f"got {len(left)} bytes, expected {len(right)} bytes"]
     for i, (a, b) in enumerate(zip(left, right)):
         if a != b:
             lo, hi = max(i - 4, 0), i + 12
-            lines.append(f"first difference at byte {i} ({i // PAGE_SIZE} pages + {i % PAGE_SIZE})")
+            where = f"byte {i}"
+            if page_size:
+                where += f" ({i // page_size} pages + {i % page_size})"
+            lines.append(f"first difference at {where}")
             lines.append(f"  got      [{lo}:{hi}]: {bytes(left[lo:hi]).hex(' ')}")
             lines.append(f"  expected [{lo}:{hi}]: {bytes(right[lo:hi]).hex(' ')}")
             differing = sum(x != y for x, y in zip(left, right))
@@ -33,14 +61,18 @@ def describe_difference(left: bytes, right: bytes) -> list[str]:
     return lines
 
 
-def assert_same_bytes(got: bytes, expected: bytes, what: str = "") -> None:
+def assert_same_bytes(
+    got: bytes, expected: bytes, what: str = "", page_size: Optional[int] = None
+) -> None:
     """``assert got == expected`` for buffers, saying where they differ.
 
     Not a bare assert: pytest explains a failed ``==`` on bytes with a difflib
     diff, quadratic in the length, and with CI set it never truncates, so a
-    failing megabyte comparison would take minutes.
+    failing megabyte comparison would take minutes.  ``page_size``, when
+    given, also places the first difference in pages.
     """
     __tracebackhide__ = True
     if bytes(got) != bytes(expected):
-        lines = ([what] if what else []) + describe_difference(bytes(got), bytes(expected))
+        lines = [what] if what else []
+        lines += describe_difference(bytes(got), bytes(expected), page_size)
         raise AssertionError("\n".join(lines))

@@ -11,6 +11,7 @@ dma-bufs (this machine has no exporter): real fork, real shared mappings.
 from __future__ import annotations
 
 import ctypes
+import inspect
 import os
 from typing import Any, Callable
 
@@ -19,7 +20,7 @@ import pytest
 from cases import test_fork, test_udmabuf, test_vgem
 from conformance.errors import BadAddress, KernelError, SetupError, UnknownExporter
 from conformance.exporters.dmabuf import DmaBuf
-from conformance.exporters.libc import PAGE_SIZE
+from conformance.exporters.libc import PAGE_SIZE as HOST_PAGE
 from conformance.lockstep import CheckedTarget
 from conformance.model.profiles import PROFILES
 from conformance.records import ExporterInfo
@@ -28,24 +29,30 @@ from conformance.targets.model import ModelTarget
 
 Case = Callable[..., None]
 U = test_udmabuf
+# the model's page size: what its udmabuf stand-in checks alignment against
+PAGE = ModelTarget().info().page_size
 # (case, its parameters, the faulty profile that must fail it)
 CASES: list[tuple[Case, dict[str, Any], str]] = [
     (U.test_unsealed_memfd_is_refused, {"use_list": False}, "udmabuf-no-seal-check"),
     (U.test_write_sealed_memfd_is_refused, {"use_list": True}, "udmabuf-no-seal-check"),
     (
         U.test_misaligned_range_is_refused,
-        {"use_list": False, "offset": 2048, "size": PAGE_SIZE},
+        {"use_list": False, "misaligned": "offset"},
         "udmabuf-no-align-check",
     ),
     (U.test_empty_range_is_refused, {"use_list": False}, "udmabuf-empty"),
     (
         U.test_range_past_the_memfd_end_is_refused,
-        {"use_list": True, "offset": 0, "size": 5 * PAGE_SIZE},
+        {"use_list": True, "reach": "size-past-end"},
         "udmabuf-past-memfd-end",
     ),
     (U.test_list_buffer_holds_the_items_in_order, {}, "udmabuf-item-offset-ignored"),
-    (U.test_list_with_bad_count_is_refused, {"count": 0}, "udmabuf-empty"),
-    (U.test_list_with_bad_count_is_refused, {"count": 1025}, "udmabuf-no-list-limit"),
+    (U.test_list_with_bad_count_is_refused, {"bad_count": "count-0"}, "udmabuf-empty"),
+    (
+        U.test_list_with_bad_count_is_refused,
+        {"bad_count": "past-list-limit"},
+        "udmabuf-no-list-limit",
+    ),
     (U.test_memfd_writes_show_through_the_dma_buf, {"use_list": True}, "udmabuf-copies-pages"),
     (test_vgem.test_own_dma_buf_imports_back_to_the_same_buffer, {}, "vgem-prime-copy"),
     (test_vgem.test_foreign_dma_buf_import_keeps_the_buffer, {}, "vgem-prime-copy"),
@@ -62,6 +69,10 @@ def _reference_for(faulty: str) -> str:
 
 def _run(case: Case, params: dict[str, Any], exporter: str) -> None:
     target = CheckedTarget(ModelTarget(list_profiles=True))
+    if "pages" in inspect.signature(case).parameters:
+        # what the ``pages`` fixture gives a case: sizes in pages of the target
+        page_size = target.info().page_size
+        params = {**params, "pages": lambda n: n * page_size}
     try:
         case(target=target, exporter=ExporterInfo(exporter, "model"), **params)
     finally:
@@ -100,10 +111,10 @@ def test_model_udmabuf_pages_are_shared_with_the_memfd_and_freed_with_the_buffer
     t = ModelTarget(list_profiles=True)
     free_before = len(t.memory._free)
     buf = t.udmabuf_create(
-        "model:reference-udmabuf", [(2 * PAGE_SIZE, 2)], [(0, PAGE_SIZE, PAGE_SIZE)]
+        "model:reference-udmabuf", [(2 * PAGE, 2)], [(0, PAGE, PAGE)]
     )
-    assert t.buffer_size(buf) == PAGE_SIZE and t.live_buffers() == 1
-    t.memfd_write(buf, 0, PAGE_SIZE, b"shared")
+    assert t.buffer_size(buf) == PAGE and t.live_buffers() == 1
+    t.memfd_write(buf, 0, PAGE, b"shared")
     m = t.mmap(buf)
     assert t.cpu_read(m, 0, 6) == b"shared"
     t.close_all()
@@ -115,19 +126,19 @@ def test_model_refused_udmabuf_gives_its_memfd_pages_back():
     t = ModelTarget(list_profiles=True)
     free_before = len(t.memory._free)
     with pytest.raises(OSError):
-        t.udmabuf_create("model:reference-udmabuf", [(PAGE_SIZE, 0)], [(0, 0, PAGE_SIZE)])
+        t.udmabuf_create("model:reference-udmabuf", [(PAGE, 0)], [(0, 0, PAGE)])
     assert len(t.memory._free) == free_before + 1 and t.live_buffers() == 0
 
 
 @pytest.mark.parametrize(
     "call",
     [
-        lambda t: t.udmabuf_create("model:reference", [(PAGE_SIZE, 2)], [(0, 0, PAGE_SIZE)]),
-        lambda t: t.udmabuf_create("model:reference-udmabuf", [(PAGE_SIZE, 2)], [(1, 0, 4096)]),
+        lambda t: t.udmabuf_create("model:reference", [(PAGE, 2)], [(0, 0, PAGE)]),
+        lambda t: t.udmabuf_create("model:reference-udmabuf", [(PAGE, 2)], [(1, 0, PAGE)]),
         lambda t: t.udmabuf_create(
-            "model:reference-udmabuf", [(PAGE_SIZE, 2)], [(0, 0, 4096)] * 2, use_list=False
+            "model:reference-udmabuf", [(PAGE, 2)], [(0, 0, PAGE)] * 2, use_list=False
         ),
-        lambda t: t.prime_import("model:reference-udmabuf", t.allocate("model:reference", 4096)),
+        lambda t: t.prime_import("model:reference-udmabuf", t.allocate("model:reference", PAGE)),
     ],
     ids=["not-udmabuf", "bad-memfd-index", "create-with-two-items", "prime-on-not-drm"],
 )
@@ -145,7 +156,7 @@ def test_model_rejects_unknown_udmabuf_exporter_clearly():
 # -- LocalTarget: real fork over a memfd standing in for a dma-buf -------------------------
 
 
-def _memfd_buffer(target: LocalTarget, size: int = 2 * PAGE_SIZE) -> int:
+def _memfd_buffer(target: LocalTarget, size: int = 2 * HOST_PAGE) -> int:
     fd = os.memfd_create("fork-test", os.MFD_CLOEXEC)
     os.ftruncate(fd, size)
     return target.adopt(DmaBuf(fd, "memfd"))
@@ -157,9 +168,9 @@ def test_local_fork_write_reaches_the_parent_through_both_paths():
         buf = _memfd_buffer(t)
         m = t.mmap(buf)
         t.fork_write(m, 10, b"inherited")
-        t.fork_mmap_write(buf, PAGE_SIZE, b"own map")
+        t.fork_mmap_write(buf, HOST_PAGE, b"own map")
         assert t.cpu_read(m, 10, 9) == b"inherited"
-        assert t.cpu_read(m, PAGE_SIZE, 7) == b"own map"
+        assert t.cpu_read(m, HOST_PAGE, 7) == b"own map"
     finally:
         t.shutdown()
 

@@ -69,3 +69,38 @@ def test_faulty_exporter_is_found_and_shrunk(generated_run, faulty, tmp_path):
     # ... and passes on the reference
     passing = run_pytest([str(case), *plugins, "--exporter=model:reference"], tmp_path)
     assert passing.returncode == 0, passing.stdout[-3000:]
+
+
+def test_gen_001_is_selected_by_its_family_marker_and_only_by_it(tmp_path):
+    generated = run_pytest(["cases", "-m", "generated", "--collect-only"], tmp_path)
+    ids = [line for line in generated.stdout.splitlines() if "::" in line]
+    assert ids and all("test_generated.py::" in i for i in ids), generated.stdout[-2000:]
+    others = run_pytest(
+        ["cases", "-m", "mmap or sync or exporter_specific", "--collect-only"], tmp_path
+    )
+    assert "::" in others.stdout and "test_generated.py" not in others.stdout
+
+
+def test_no_divergence_is_not_a_pass_where_an_instrument_is_missing():
+    """Without DMA-API debug (or the event log, the probe, bouncing) GEN-001 ends "not checked"."""
+    import dataclasses
+
+    from cases.test_generated import test_random_operation_sequences_agree_with_the_model as gen
+    from conformance.records import ExporterInfo, Instrument
+    from conformance.skips import NOT_CHECKED
+    from conformance.targets.model import ModelTarget
+    from fixtures.generated import GeneratedBudget
+
+    class NoDmaApiDebug(ModelTarget):
+        def info(self):  # type: ignore[no-untyped-def]
+            info = super().info()
+            off = Instrument(False, "CONFIG_DMA_API_DEBUG is not set (this test's stand-in)")
+            return dataclasses.replace(info, instruments={**info.instruments, "dma_api_debug": off})
+
+    budget = GeneratedBudget(seconds=1.0, examples=10, steps=5)
+    with pytest.raises(pytest.skip.Exception, match=NOT_CHECKED + ".*no dma_api_debug"):
+        gen(target=NoDmaApiDebug(), exporter=ExporterInfo("model:reference", "model"),
+            generated_budget=budget)  # fmt: skip
+    # with every instrument it is a pass (returns)
+    gen(target=ModelTarget(), exporter=ExporterInfo("model:reference", "model"),
+        generated_budget=budget)  # fmt: skip

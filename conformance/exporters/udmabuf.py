@@ -1,4 +1,12 @@
-"""udmabuf: a dma-buf over the pages of a sealed memfd (/dev/udmabuf)."""
+"""udmabuf: a dma-buf over the pages of a sealed memfd (/dev/udmabuf).
+
+udmabuf's limits are module parameters (udmabuf.c: ``list_limit``, the most
+items one CREATE_LIST takes, default 1024; ``size_limit_mb``, the largest
+buffer, default 64), writable by root at run time.  The adapter reads them from
+sysfs and reports them in its ``ExporterInfo.detail`` (``list_limit=1024
+size_limit_mb=64``), the one field that reaches the cases on every target,
+across the QEMU guest's JSON protocol too; ``limits_of`` reads them back.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +26,18 @@ from conformance.exporters.base import (
     refuse_heap_only,
 )
 from conformance.exporters.dmabuf import DmaBuf
+from conformance.records import ExporterInfo
 from conformance.uapi import udmabuf
 from conformance.uapi.ioctl import ioctl
 from conformance.uapi.requests import Request
 
 UDMABUF_PATH = "/dev/udmabuf"
+# module parameters show here whether udmabuf is a module or built in (both are 0644)
+UDMABUF_PARAMS = "/sys/module/udmabuf/parameters"
+LIMIT_NAMES = ("list_limit", "size_limit_mb")
+# udmabuf.c's defaults: what the reference model's udmabuf stand-in enforces
+DEFAULT_LIST_LIMIT = 1024
+DEFAULT_SIZE_LIMIT_MB = 64
 # udmabuf's own file is always O_RDWR; only close-on-exec can be chosen
 _EXPRESSIBLE_FD_FLAGS = (os.O_RDWR, os.O_RDWR | os.O_CLOEXEC)
 
@@ -36,14 +51,59 @@ class ListItem:
     size: int
 
 
+def read_limits(params_dir: str = UDMABUF_PARAMS) -> tuple[dict[str, int], list[str]]:
+    """udmabuf's limit parameters as found in ``params_dir``, and why any is missing."""
+    limits: dict[str, int] = {}
+    missing: list[str] = []
+    for name in LIMIT_NAMES:
+        path = os.path.join(params_dir, name)
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError as e:
+            missing.append(f"{name}: cannot read {path} ({e.strerror})")
+            continue
+        try:
+            limits[name] = int(text)
+        except ValueError:
+            missing.append(f"{name}: {path} holds {text!r}, not a number")
+    return limits, missing
+
+
+def limits_of(info: ExporterInfo) -> dict[str, int]:
+    """The limit parameters a udmabuf exporter's ``detail`` reports (empty if none)."""
+    limits: dict[str, int] = {}
+    for token in info.detail.split():
+        key, sep, value = token.partition("=")
+        if sep and key in LIMIT_NAMES:
+            try:
+                limits[key] = int(value)
+            except ValueError:
+                pass  # "list_limit=?" : unknown, as if absent
+    return limits
+
+
 class UdmabufExporter(Exporter):
     kind = "udmabuf"
     name = "udmabuf"
 
-    def __init__(self, path: str = UDMABUF_PATH) -> None:
+    def __init__(self, path: str = UDMABUF_PATH, params_dir: str = UDMABUF_PARAMS) -> None:
         self.path = path
-        self.detail = path
+        self.params_dir = params_dir
         self._node = DeviceNode(path)
+
+    @property
+    def detail(self) -> str:  # type: ignore[override]
+        """The device node and the limits in force now.
+
+        Read at every call, not at discovery: root may change the parameters
+        while the suite runs, and a case must try the limit the kernel applies.
+        """
+        limits, missing = read_limits(self.params_dir)
+        words = [self.path] + [f"{k}={v}" for k, v in limits.items()]
+        if missing:
+            words.append(f"(unknown: {'; '.join(missing)})")
+        return " ".join(words)
 
     def _device(self) -> int:
         return self._node.fd()

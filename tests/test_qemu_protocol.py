@@ -178,11 +178,11 @@ def test_build_key_changes_with_fragment_and_arch(tmp_path: Path) -> None:
     src.write_bytes(b"x")
     frag = tmp_path / "f.config"
     frag.write_text("CONFIG_A=y\n")
-    k1 = build_key(src, frag, get_arch("x86_64"))
-    assert k1 == build_key(src, frag, get_arch("x86_64"))
-    assert k1 != build_key(src, frag, get_arch("aarch64"))
+    k1 = build_key(src, [frag], get_arch("x86_64"))
+    assert k1 == build_key(src, [frag], get_arch("x86_64"))
+    assert k1 != build_key(src, [frag], get_arch("aarch64"))
     frag.write_text("CONFIG_A=y\nCONFIG_B=y\n")
-    assert k1 != build_key(src, frag, get_arch("x86_64"))
+    assert k1 != build_key(src, [frag], get_arch("x86_64"))
 
 
 def test_bad_inputs_are_named(tmp_path: Path) -> None:

@@ -26,6 +26,9 @@ class ArchSpec:
     console: str  # the serial console device name inside the guest
     cross_compile: str = ""  # CROSS_COMPILE= when the host is another arch
     apt_qemu_package: str = ""
+    # (offset, bytes) every boot image of this arch carries, so a wrong --kernel
+    # is refused with a clear message instead of a guest that never boots.
+    image_magic: tuple[int, bytes] = (0, b"")
 
 
 ARCHES: dict[str, ArchSpec] = {
@@ -41,6 +44,7 @@ ARCHES: dict[str, ArchSpec] = {
         machine=("-machine", "pc", "-cpu", "qemu64"),
         console="ttyS0",
         apt_qemu_package="qemu-system-x86",
+        image_magic=(0x202, b"HdrS"),  # the x86 boot protocol header (Documentation/x86/boot)
     ),
     # aarch64 (not yet booted; kept as data so the rest of the code stays arch-neutral):
     "aarch64": ArchSpec(
@@ -53,6 +57,7 @@ ARCHES: dict[str, ArchSpec] = {
         console="ttyAMA0",
         cross_compile="aarch64-linux-gnu-",
         apt_qemu_package="qemu-system-arm",
+        image_magic=(0x38, b"ARM\x64"),  # Documentation/arm64/booting: the Image header
     ),
 }
 

@@ -5,12 +5,17 @@ person can print it and run the same guest by hand::
 
     python -m conformance.qemu.boot --print-cmd     # the argv, shell-quoted
     python -m conformance.qemu.boot --shell         # an interactive guest on this terminal
+
+Both give the run's guest (``conformance.qemu.suite_guest``): the same kernel,
+kernel arguments and probe module as ``pytest cases --target=qemu`` with the
+same ``--kernel-src``/``--kernel``/``--qemu-append`` (``--append`` here).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -33,6 +38,21 @@ from conformance.qemu.kernel import REPO_ROOT, KernelBuild, ensure_kernel
 INIT_SCRIPT = REPO_ROOT / "qemu" / "guest" / "init"
 DEFAULT_READY_TIMEOUT = 120.0  # TCG on a loaded 2-core machine; a normal boot takes ~5 s
 DEFAULT_OP_TIMEOUT = 30.0
+
+
+def root_tag(release: str) -> str:
+    """The 9p mount tag the kernel of ``release`` mounts as its root.
+
+    Before 5.14, init/do_mounts.c mounts a non-NFS root only through
+    ``mount_block_root("/dev/root", ...)``, so 9p looks for the tag "/dev/root"
+    whatever root= says.  From 5.14, ``mount_nodev_root`` uses root= with "/dev/"
+    stripped, so "/dev/root" would look for "root"; the tag is "root".  A
+    release that does not parse (a prebuilt image without --kdir) is taken as new.
+    """
+    m = re.match(r"(\d+)\.(\d+)", release)
+    if m and (int(m.group(1)), int(m.group(2))) < (5, 14):
+        return "/dev/root"
+    return "root"
 
 
 @dataclass
@@ -98,7 +118,7 @@ class Guest:
             # TCG's TSC follows the host clock; without this the watchdog marks it unstable and
             # the guest falls back to jiffies (clock_gettime resolution of a tick).
             "tsc=reliable",  # an oops in the agent's syscall would otherwise leave a zombie guest
-            "root=root",  # the 9p mount tag; 6.1 strips "/dev/" from root=
+            f"root={root_tag(c.kernel.release)}",  # the 9p mount tag (root_tag says why)
             "rootfstype=9p",
             "rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose",
             "ro",
@@ -127,7 +147,7 @@ class Guest:
             "-append", self.kernel_cmdline(mode),
             # multidevs=remap: / spans several host file systems; keeps inode numbers unique.
             "-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
-            "-device", "virtio-9p-pci,fsdev=root,mount_tag=root",
+            "-device", f"virtio-9p-pci,fsdev=root,mount_tag={root_tag(c.kernel.release)}",
         ]
         if mode == "shell":
             argv += ["-serial", "mon:stdio"]
@@ -260,14 +280,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--kernel", type=Path, default=None, help="a prebuilt kernel image")
     ap.add_argument("--kdir", type=Path, default=None)
     ap.add_argument("--arch", default="x86_64")
-    ap.add_argument("--probe", type=Path, action="append", default=[],
-                    help="a module for init to insmod (repeatable)")
-    ap.add_argument("--append", action="append", default=[], help="extra kernel argument")
+    ap.add_argument("--probe", type=Path, action="append", default=None,
+                    help="insmod this module instead of the probe built for the kernel "
+                         "(repeatable)")
+    ap.add_argument("--no-probe", action="store_true",
+                    help="boot without the probe module (a run like that is incomplete)")
+    ap.add_argument("--append", action="append", default=[],
+                    help="extra kernel argument (as pytest's --qemu-append)")
     args = ap.parse_args(argv)
+    # Imported here: suite_guest builds on this module's GuestConfig.
+    from conformance.qemu.suite_guest import suite_guest_config
+
     try:
         build = ensure_kernel(args.kernel_src, arch=args.arch, kernel=args.kernel, kdir=args.kdir)
-        guest = Guest(GuestConfig(kernel=build, arch=args.arch, extra_cmdline=tuple(args.append),
-                                  probe_modules=tuple(p.resolve() for p in args.probe)))
+        probes: Optional[tuple[Path, ...]] = None  # None: build the run's probe
+        if args.no_probe:
+            probes = ()
+        elif args.probe:
+            probes = tuple(p.resolve() for p in args.probe)
+        # The run's own guest (fixtures/qemu.py builds it the same way), so what
+        # --print-cmd shows is what pytest --target=qemu boots.
+        guest = Guest(suite_guest_config(build, arch=args.arch, extra_append=tuple(args.append),
+                                         probe_modules=probes))
         mode = "shell" if args.shell else "agent"
         try:
             if args.print_cmd or not args.shell:

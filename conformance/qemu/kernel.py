@@ -1,9 +1,22 @@
 """Build (or find) the test kernel, cached outside the repository.
 
-The build directory is keyed by everything that changes the result: the
-source (tarball identity, or tree path + git HEAD), the config fragment, the
-patches in ``qemu/patches/`` in order, and the architecture.  A file lock makes
-concurrent pytest-xdist workers build once; the others wait and reuse it.
+A tarball (Debian's ``linux-source-*``) is built once: its build directory is
+keyed by everything that changes the result: the tarball's identity, the config
+fragments and the patches that apply to its version, and the architecture.  A
+user's tree (``--kernel-src DIR``) is rebuilt incrementally on every run, since
+it may have changed in any way a key cannot see (uncommitted edits, no git):
+kbuild is the cache there.  A file lock makes concurrent pytest-xdist workers
+build one at a time; ``KernelBuild.image_hash`` says which image was booted.
+
+Version differences are data, not branches:
+
+- ``qemu/config/dmabuf-conformance.config`` applies to every kernel; another
+  ``qemu/config/*.config`` applies only to the kernels its ``# kernels:`` line
+  names (e.g. ``# kernels: <5.11`` for staging ION), so an option that exists
+  only on some versions is requested, and checked, only there.
+- ``qemu/patches/*.patch`` apply to every kernel; a patch of the same name in
+  ``qemu/patches/<major>.<minor>/`` replaces it for that version (the context
+  differs).
 
 ``KernelBuild.kdir`` is the ``O=`` build directory, prepared with
 ``modules_prepare`` so out-of-tree modules build with
@@ -36,6 +49,7 @@ from conformance.qemu.arch import ArchSpec, get_arch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FRAGMENT = REPO_ROOT / "qemu" / "config" / "dmabuf-conformance.config"
+CONFIG_DIR = DEFAULT_FRAGMENT.parent
 PATCH_DIR = REPO_ROOT / "qemu" / "patches"
 DEFAULT_SOURCE_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
 BUILD_LOG_TAIL_LINES = 60
@@ -52,6 +66,9 @@ class KernelBuild:
     release: str  # `make kernelrelease`
     config_hash: str  # the cache key
     arch: str = "x86_64"
+    # sha256[:16] of the image itself: the summary shows it, so a verdict names
+    # the exact kernel it was reached on (a rebuilt tree gives a new hash).
+    image_hash: str = ""
 
     def to_json(self) -> dict[str, str]:
         d = asdict(self)
@@ -71,23 +88,128 @@ def cache_root() -> Path:
 
 
 def _source_identity(src: Path) -> str:
+    """A tarball by path, size and mtime; a tree by path only (it is rebuilt every run)."""
     src = src.resolve()
     if src.is_file():
         st = src.stat()
         return f"tarball:{src}:{st.st_size}:{int(st.st_mtime)}"
-    head = "no-git"
+    return f"tree:{src}"
+
+
+# -- kernel versions and what applies to each -------------------------------------
+
+Version = tuple[int, int]
+
+_MAKEFILE_FIELD = re.compile(r"^(VERSION|PATCHLEVEL)\s*=\s*(\d+)\s*$", re.M)
+_KERNELS_LINE = re.compile(r"^#\s*kernels:\s*(.+?)\s*$", re.M | re.I)
+_BOUND = re.compile(r"^(>=|<=|>|<|==)?\s*(\d+)\.(\d+)$")
+
+
+def _version_from_makefile(text: str, where: object) -> Version:
+    fields = dict(_MAKEFILE_FIELD.findall(text[:2000]))
+    if "VERSION" not in fields or "PATCHLEVEL" not in fields:
+        raise KernelBuildError(f"{where}: no VERSION/PATCHLEVEL in the top-level Makefile")
+    return int(fields["VERSION"]), int(fields["PATCHLEVEL"])
+
+
+def tree_version(tree: Path) -> Version:
+    """``(major, minor)`` of a kernel source tree, from its top-level Makefile."""
     try:
-        head = subprocess.run(
-            ["git", "-C", str(src), "rev-parse", "HEAD"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return f"tree:{src}:{head}"
+        text = (tree / "Makefile").read_text(errors="replace")
+    except OSError as e:
+        raise KernelBuildError(f"{tree}: cannot read the top-level Makefile: {e}") from e
+    return _version_from_makefile(text, tree)
 
 
-def _patches() -> list[Path]:
-    return sorted(PATCH_DIR.glob("*.patch")) if PATCH_DIR.is_dir() else []
+def tarball_version(tarball: Path) -> Version:
+    """The version of a kernel tarball, read from its top-level Makefile without unpacking.
+
+    The Makefile is a few thousand members in (about 0.5 s of xz); the answer is
+    remembered per tarball identity so a warm run does not pay it.
+    """
+    memo = cache_root() / "src" / "versions.json"
+    ident = _source_identity(tarball)
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if ident in known:
+        major, minor = known[ident]
+        return int(major), int(minor)
+    try:
+        with tarfile.open(tarball) as tf:
+            for member in tf:
+                if member.name.strip("./").count("/") == 1 and member.name.endswith("/Makefile"):
+                    f = tf.extractfile(member)
+                    if f is None:
+                        break
+                    version = _version_from_makefile(f.read(2000).decode(errors="replace"),
+                                                     tarball)
+                    break
+            else:
+                raise KernelBuildError(f"{tarball}: no top-level Makefile (not a kernel source)")
+    except (OSError, tarfile.TarError) as e:
+        raise KernelBuildError(f"cannot read kernel source {tarball}: {e}") from e
+    known[ident] = list(version)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    tmp = memo.with_name(f"{memo.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(known, indent=1))
+    tmp.replace(memo)
+    return version
+
+
+def source_version(src: Path) -> Version:
+    return tarball_version(src) if src.is_file() else tree_version(src)
+
+
+def parse_kernels(spec: str, where: object = "") -> list[tuple[str, Version]]:
+    """``"<5.11"``, ``">=5.11, <6.2"``, ``"5.10"`` -> ``[(op, (major, minor)), ...]``."""
+    bounds = []
+    for part in re.split(r"[,\s]+", spec.strip()):
+        if not part:
+            continue
+        m = _BOUND.match(part)
+        if not m:
+            raise KernelBuildError(f"{where}: bad kernel range {spec!r} (e.g. '>=5.11, <6.2')")
+        bounds.append((m.group(1) or "==", (int(m.group(2)), int(m.group(3)))))
+    if not bounds:
+        raise KernelBuildError(f"{where}: empty kernel range")
+    return bounds
+
+
+def in_range(version: Version, bounds: Sequence[tuple[str, Version]]) -> bool:
+    checks = {">=": version.__ge__, "<=": version.__le__, ">": version.__gt__,
+              "<": version.__lt__, "==": version.__eq__}
+    return all(checks[op](v) for op, v in bounds)
+
+
+def fragment_applies(fragment: Path, version: Version) -> bool:
+    """A fragment without a ``# kernels:`` line applies to every version."""
+    text = fragment.read_text()
+    m = _KERNELS_LINE.search(text)
+    return m is None or in_range(version, parse_kernels(m.group(1), fragment))
+
+
+def fragments_for(version: Version, fragment: Optional[Path] = None) -> list[Path]:
+    """The fragments to merge, in order: the main one, then the version-scoped ones."""
+    main = fragment or DEFAULT_FRAGMENT
+    if fragment is not None and fragment.resolve() != DEFAULT_FRAGMENT.resolve():
+        return [main]  # a user's own fragment is taken as it is
+    extra = [f for f in sorted(CONFIG_DIR.glob("*.config"))
+             if f.resolve() != DEFAULT_FRAGMENT.resolve() and fragment_applies(f, version)]
+    return [main, *extra]
+
+
+def _patches(version: Optional[Version] = None) -> list[Path]:
+    """The test-only patches, with per-version replacements from ``qemu/patches/X.Y/``."""
+    if not PATCH_DIR.is_dir():
+        return []
+    chosen = {p.name: p for p in PATCH_DIR.glob("*.patch")}
+    if version is not None:
+        variant_dir = PATCH_DIR / f"{version[0]}.{version[1]}"
+        if variant_dir.is_dir():
+            chosen.update({p.name: p for p in variant_dir.glob("*.patch")})
+    return [chosen[name] for name in sorted(chosen)]
 
 
 def _hash(*parts: bytes) -> str:
@@ -98,10 +220,23 @@ def _hash(*parts: bytes) -> str:
     return h.hexdigest()[:16]
 
 
-def build_key(src: Path, fragment: Path, arch: ArchSpec) -> str:
-    parts = [_source_identity(src).encode(), fragment.read_bytes(), arch.name.encode()]
-    parts += [p.name.encode() + b"\0" + p.read_bytes() for p in _patches()]
+def build_key(src: Path, fragments: Sequence[Path], arch: ArchSpec,
+              version: Optional[Version] = None) -> str:
+    # The fragments are hashed as the one text merged into .config, so a kernel
+    # that no version-scoped fragment applies to keeps the key it always had.
+    merged = b"".join(f.read_bytes() for f in fragments)
+    parts = [_source_identity(src).encode(), merged, arch.name.encode()]
+    parts += [p.name.encode() + b"\0" + p.read_bytes() for p in _patches(version)]
     return _hash(*parts)
+
+
+def image_hash(image: Path) -> str:
+    """sha256[:16] of a kernel image: which kernel a run booted."""
+    h = hashlib.sha256()
+    with image.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
 
 
 # -- locking, logging, progress ------------------------------------------------
@@ -174,10 +309,10 @@ def _run_logged(argv: Sequence[str], log: Path, what: str, progress: bool = Fals
 # -- source trees ----------------------------------------------------------------
 
 
-def _prepare_tarball_tree(tarball: Path, log: Path) -> Path:
+def _prepare_tarball_tree(tarball: Path, log: Path, version: Version) -> Path:
     """Unpack the tarball and apply the patches once, in a dir keyed by both."""
     parts = [_source_identity(tarball).encode()]
-    parts += [p.name.encode() + b"\0" + p.read_bytes() for p in _patches()]
+    parts += [p.name.encode() + b"\0" + p.read_bytes() for p in _patches(version)]
     root = cache_root() / "src" / _hash(*parts)
     done = root / ".ready"
     with _FileLock(root.with_suffix(".lock")):
@@ -196,10 +331,12 @@ def _prepare_tarball_tree(tarball: Path, log: Path) -> Path:
         except (OSError, tarfile.TarError) as e:
             raise KernelBuildError(f"cannot unpack kernel source {tarball}: {e}") from e
         tree = _single_subdir(root)
-        for patch in _patches():
-            _say(f"applying {patch.name}")
-            _run_logged(["patch", "-d", str(tree), "-p1", "-i", str(patch)], log,
-                        f"applying {patch.name}")
+        for patch in _patches(version):
+            _say(f"applying {patch.relative_to(PATCH_DIR)}")
+            # No fuzz: a patch that needs it belongs in qemu/patches/<major>.<minor>/.
+            _run_logged(["patch", "-d", str(tree), "-p1", "--fuzz=0", "-i", str(patch)], log,
+                        f"applying {patch.relative_to(PATCH_DIR)} (a kernel version whose "
+                        f"context differs needs a variant in {PATCH_DIR}/<major>.<minor>/)")
         done.write_text("ok\n")
         return tree
 
@@ -217,7 +354,7 @@ def _check_user_tree(tree: Path) -> None:
             f"--kernel-src {tree}: not a kernel source tree (no Makefile/Kconfig)"
         )
     # A user's tree is never modified; say which test-only patches it lacks.
-    for patch in _patches():
+    for patch in _patches(tree_version(tree)):
         r = subprocess.run(["patch", "-d", str(tree), "-p1", "-R", "--dry-run", "-s", "-f",
                             "-i", str(patch)], capture_output=True)
         if r.returncode != 0:
@@ -255,20 +392,27 @@ def missing_options(requested: dict[str, str], final: dict[str, str]) -> list[st
     return bad
 
 
-def _configure(tree: Path, kdir: Path, fragment: Path, arch: ArchSpec, log: Path) -> None:
+def _configure(tree: Path, kdir: Path, fragments: Sequence[Path], arch: ArchSpec,
+               log: Path) -> None:
     make = _make_argv(tree, kdir, arch)
     _run_logged(make + ["tinyconfig"], log, "make tinyconfig")
     config = kdir / ".config"
-    # Later assignments win in kconfig, so appending the fragment merges it.
+    # Later assignments win in kconfig, so appending the fragments merges them.
     with config.open("a") as f:
-        f.write("\n# --- " + fragment.name + " ---\n" + fragment.read_text())
+        for fragment in fragments:
+            f.write("\n# --- " + fragment.name + " ---\n" + fragment.read_text())
     _run_logged(make + ["olddefconfig"], log, "make olddefconfig")
-    bad = missing_options(parse_config(fragment.read_text()), parse_config(config.read_text()))
+    final = parse_config(config.read_text())
+    # Only the fragments chosen for this version are checked, so an option that
+    # exists on some versions only (staging ION) never fails another version.
+    bad = [f"{b} [{fragment.name}]" for fragment in fragments
+           for b in missing_options(parse_config(fragment.read_text()), final)]
     if bad:
         raise KernelBuildError(
-            "these options from " + str(fragment) + " did not survive olddefconfig "
-            "(a dependency is missing or the option does not exist in this kernel): "
-            + ", ".join(bad)
+            "these requested options did not survive olddefconfig "
+            "(a dependency is missing or the option does not exist in this kernel; "
+            "scope an option to the versions that have it with a '# kernels:' fragment "
+            "in qemu/config/): " + ", ".join(bad)
         )
 
 
@@ -291,13 +435,17 @@ def ensure_kernel(
     kernel: Optional[Path] = None,
     kdir: Optional[Path] = None,
 ) -> KernelBuild:
-    """The test kernel: prebuilt (``kernel`` + ``kdir``), from the cache, or built now."""
+    """The test kernel: prebuilt (``kernel`` + ``kdir``), from the cache, or built now.
+
+    A tarball's build is reused from the cache; a user's tree is brought up to
+    date by an incremental kbuild on every call (a no-op make when unchanged).
+    """
     spec = get_arch(arch)
     if kernel is not None:
         return _prebuilt(Path(kernel), Path(kdir) if kdir else None, spec)
-    fragment = Path(fragment) if fragment else DEFAULT_FRAGMENT
-    if not fragment.is_file():
-        raise KernelBuildError(f"config fragment {fragment} does not exist")
+    user_fragment = Path(fragment) if fragment else None
+    if user_fragment is not None and not user_fragment.is_file():
+        raise KernelBuildError(f"config fragment {user_fragment} does not exist")
     src = Path(kernel_src) if kernel_src else DEFAULT_SOURCE_TARBALL
     if not src.exists():
         hint = ("install it with `apt-get install linux-source-6.1` (or run "
@@ -305,48 +453,84 @@ def ensure_kernel(
         raise KernelBuildError(f"kernel source {src} not found; {hint}")
     if src.is_dir():
         _check_user_tree(src)
-    key = build_key(src, fragment, spec)
+    elif not tarfile.is_tarfile(src):
+        raise KernelBuildError(f"--kernel-src {src}: neither a kernel tree nor a tarball")
+    version = source_version(src)
+    fragments = fragments_for(version, user_fragment)
+    key = build_key(src, fragments, spec, version)
     build_dir = cache_root() / "build" / f"{spec.name}-{key}"
     stamp = build_dir / ".dmabuf-conformance-build.json"
     with _FileLock(build_dir.with_suffix(".lock")):
-        if stamp.exists():
+        if src.is_file() and stamp.exists():
             return _from_stamp(stamp)
         build_dir.mkdir(parents=True, exist_ok=True)
         log = build_dir / "build.log"
-        log.write_text(f"dmabuf-conformance kernel build {key} for {spec.name}\n")
-        tree = _prepare_tarball_tree(src, log) if src.is_file() else src
+        configured = build_dir / ".dmabuf-conformance-configured"
+        if not configured.exists():
+            log.write_text(f"dmabuf-conformance kernel build {key} for {spec.name}\n")
+        tree = _prepare_tarball_tree(src, log, version) if src.is_file() else src
         started = time.monotonic()
-        _say(f"building the test kernel in {build_dir} (about 5 min on 2 cores); log: {log}")
-        _configure(tree, build_dir, fragment, spec, log)
+        if not configured.exists():
+            _say(f"building the test kernel ({version[0]}.{version[1]}) in {build_dir} "
+                 f"(about 5 min on 2 cores); log: {log}")
+            _configure(tree, build_dir, fragments, spec, log)
+            configured.write_text("ok\n")
+        else:
+            # A user's tree: kbuild decides what changed since the last run.
+            _say(f"bringing the build of {tree} up to date (incremental); log: {log}")
         make = _make_argv(tree, build_dir, spec)
         _run_logged(make + [spec.image_target, "modules_prepare"], log,
                     f"make {spec.image_target}", progress=True)
         release = subprocess.run(make[:-1] + ["-s", "kernelrelease"], capture_output=True,
                                  text=True).stdout.strip().splitlines()
+        image = build_dir / spec.image_path
+        if not image.is_file():
+            raise KernelBuildError(f"build finished but {image} is missing; log: {log}")
         build = KernelBuild(
-            image=build_dir / spec.image_path, kdir=build_dir,
-            release=release[-1] if release else "unknown", config_hash=key, arch=spec.name,
+            image=image, kdir=build_dir, release=release[-1] if release else "unknown",
+            config_hash=key, arch=spec.name, image_hash=image_hash(image),
         )
-        if not build.image.is_file():
-            raise KernelBuildError(f"build finished but {build.image} is missing; log: {log}")
         stamp.write_text(json.dumps({**build.to_json(),
                                      "seconds": round(time.monotonic() - started, 1)}))
-        _say(f"built {build.release} in {time.monotonic() - started:.0f} s")
+        _say(f"built {build.release} (image {build.image_hash}) in "
+             f"{time.monotonic() - started:.0f} s")
         return build
 
 
 def _from_stamp(stamp: Path) -> KernelBuild:
     d = json.loads(stamp.read_text())
-    build = KernelBuild(image=Path(d["image"]), kdir=Path(d["kdir"]), release=d["release"],
-                        config_hash=d["config_hash"], arch=d.get("arch", "x86_64"))
-    if not build.image.is_file():
-        raise KernelBuildError(f"cached kernel {build.image} vanished; delete {stamp.parent}")
-    return build
+    image = Path(d["image"])
+    if not image.is_file():
+        raise KernelBuildError(f"cached kernel {image} vanished; delete {stamp.parent}")
+    # Hashed from the file, not the stamp: the record must name what is booted.
+    return KernelBuild(image=image, kdir=Path(d["kdir"]), release=d["release"],
+                       config_hash=d["config_hash"], arch=d.get("arch", "x86_64"),
+                       image_hash=image_hash(image))
+
+
+def _check_image(image: Path, spec: ArchSpec) -> None:
+    """Refuse a file that is not a boot image of this architecture, before QEMU sees it."""
+    if not image.exists():
+        raise KernelBuildError(f"--kernel {image}: no such file")
+    if not image.is_file():
+        raise KernelBuildError(f"--kernel {image} is not a kernel image (not a regular file)")
+    offset, magic = spec.image_magic
+    try:
+        with image.open("rb") as f:
+            f.seek(offset)
+            found = f.read(len(magic))
+    except OSError as e:
+        raise KernelBuildError(f"--kernel {image}: cannot read it: {e}") from e
+    if found != magic:
+        raise KernelBuildError(
+            f"--kernel {image} is not a kernel image: no {spec.image_target} magic "
+            f"{magic!r} at offset {offset:#x} (build one with `make {spec.image_target}`, "
+            f"or leave out --kernel to build the test kernel)"
+        )
 
 
 def _prebuilt(image: Path, kdir: Optional[Path], spec: ArchSpec) -> KernelBuild:
-    if not image.is_file():
-        raise KernelBuildError(f"--kernel {image}: no such file")
+    _check_image(image, spec)
     release = "unknown"
     if kdir is not None:
         rel = kdir / "include" / "config" / "kernel.release"
@@ -355,12 +539,9 @@ def _prebuilt(image: Path, kdir: Optional[Path], spec: ArchSpec) -> KernelBuild:
                 f"--kdir {kdir}: not a prepared kernel build dir (no include/config/kernel.release)"
             )
         release = rel.read_text().strip()
-    h = hashlib.sha256()
-    with image.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    digest = image_hash(image)
     return KernelBuild(image=image, kdir=kdir if kdir else Path(""), release=release,
-                       config_hash=h.hexdigest()[:16], arch=spec.name)
+                       config_hash=digest, arch=spec.name, image_hash=digest)
 
 
 def cached_builds() -> Iterator[KernelBuild]:

@@ -78,6 +78,8 @@ class QemuTarget(Target):
             extra = dict(info.extra)
             extra.update({"qemu_arch": self.guest.config.arch,
                           "kernel_config_hash": self.guest.config.kernel.config_hash,
+                          # sha256[:16] of the booted image: names the exact kernel judged
+                          "kernel_build": self.guest.config.kernel.image_hash,
                           "guest_machine": info.machine})
             self._info = dataclasses.replace(info, target="qemu", extra=extra)
         return self._info

@@ -11,14 +11,8 @@ from typing import Optional
 
 MiB = 1 << 20
 
-# Transitional, for case modules not yet sizing their buffers from the target:
-# the reference model's page size (conformance.model.memory.PAGE_SIZE), which
-# is only right on a 4 KiB-page kernel.  New code takes the page size from the
-# target instead.
-PAGE_SIZE = 4096
 
-
-def page_align(n: int, page_size: int = PAGE_SIZE) -> int:
+def page_align(n: int, page_size: int) -> int:
     """``n`` rounded up to a whole number of pages of ``page_size`` bytes."""
     return (n + page_size - 1) // page_size * page_size
 

@@ -1,0 +1,146 @@
+"""udmabuf_create on the model: memfds, their seals and udmabuf.c's validation of the items.
+
+Limits and seal rules are udmabuf.c's (6.1): the list_limit and
+size_limit_mb module parameters' defaults, F_SEAL_SHRINK wanted and
+F_SEAL_WRITE denied; a profile switch turns each check off for a faulty
+exporter.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+
+from conformance.errors import SetupError, kernel_error
+from conformance.model.memory import LINEAR, PAGE_SIZE
+from conformance.model.profiles import ExporterProfile
+from conformance.targets.model_parts.fds import FdTable
+
+MiB = 1 << 20
+UDMABUF_LIST_LIMIT = 1024
+UDMABUF_PAGE_LIMIT = 64 * MiB // PAGE_SIZE
+F_SEAL_SHRINK, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE = 0x2, 0x8, 0x10
+
+
+@dataclass
+class Memfd:
+    """A shmem memfd: its size, seals and page frames (zeroed, as shmem hands them out)."""
+
+    size: int
+    seals: int
+    pages: list[int]
+
+
+class UdmabufEmulation(FdTable):
+    """UDMABUF_CREATE and UDMABUF_CREATE_LIST over model memfds."""
+
+    _memfds: dict[int, list[Memfd]]
+
+    def _new_memfd(self, size: int, seals: int) -> Memfd:
+        if size < 0:
+            raise SetupError(f"udmabuf_create: memfd size {size} is negative")
+        pages = self.memory.alloc(-(-size // PAGE_SIZE))
+        if pages is None:
+            raise kernel_error(errno.ENOMEM, "ftruncate", size)
+        for pfn in pages:
+            self.cache.write(pfn, LINEAR, 0, bytes(PAGE_SIZE))
+        return Memfd(size, seals, pages)
+
+    def udmabuf_create(
+        self,
+        exporter: str,
+        memfds: list[tuple[int, int]],
+        items: list[tuple[int, int, int]],
+        *,
+        use_list: bool = True,
+        count: int | None = None,
+    ) -> int:
+        """udmabuf_create() of 6.1: every item checked for alignment first, then each memfd."""
+        profile = self._profile_of_kind(exporter, "udmabuf", "udmabuf_create")
+        if not use_list and (len(items) != 1 or count is not None):
+            raise SetupError("UDMABUF_CREATE takes exactly one item and no count")
+        files = [self._new_memfd(size, seals) for size, seals in memfds]
+        backing = [pfn for f in files for pfn in f.pages]
+        try:
+            pages = self._udmabuf_pages(profile, files, items, use_list, count, backing)
+        except BaseException:
+            self.memory.free(backing)
+            raise
+        b = self.exporter.wrap(profile, pages, backing)
+        self._buffers[b.ino] = b
+        self._live.add(b.ino)
+        h = self._open(b, os.O_RDWR | os.O_CLOEXEC, "UDMABUF_CREATE")
+        self._memfds[h] = files
+        return h
+
+    def _udmabuf_pages(
+        self,
+        profile: ExporterProfile,
+        files: list[Memfd],
+        items: list[tuple[int, int, int]],
+        use_list: bool,
+        count: int | None,
+        backing: list[int],
+    ) -> list[int]:
+        op = "UDMABUF_CREATE_LIST" if use_list else "UDMABUF_CREATE"
+        n = len(items) if count is None else count
+        arg = {"count": n, "items": [tuple(i) for i in items]}
+        if use_list and n > UDMABUF_LIST_LIMIT and profile.udmabuf_list_limit:
+            raise kernel_error(errno.EINVAL, op, arg)
+        if n > len(items):  # memdup_user reads past the items the caller wrote
+            raise kernel_error(errno.EFAULT, op, arg)
+        ranges = []
+        for index, offset, size in items[:n]:
+            if not 0 <= index < len(files):
+                raise SetupError(f"{op}: memfd index {index}, but {len(files)} memfd(s) made")
+            aligned = offset % PAGE_SIZE == 0 and size % PAGE_SIZE == 0
+            if not aligned and profile.udmabuf_align_check:
+                raise kernel_error(errno.EINVAL, op, arg)
+            first = offset // PAGE_SIZE if profile.udmabuf_item_offset else 0
+            ranges.append((files[index], first, -(-(offset % PAGE_SIZE + size) // PAGE_SIZE)))
+        total = sum(r[2] for r in ranges)
+        if total > UDMABUF_PAGE_LIMIT or (total == 0 and profile.udmabuf_rejects_empty):
+            raise kernel_error(errno.EINVAL, op, arg)
+        pages: list[int] = []
+        for f, first, npages in ranges:
+            sealed = f.seals & F_SEAL_SHRINK and not f.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)
+            if not sealed and profile.udmabuf_seal_check:
+                raise kernel_error(errno.EINVAL, op, arg)
+            for idx in range(first, first + npages):
+                if idx < len(f.pages) and profile.udmabuf_pins_pages:
+                    pages.append(f.pages[idx])
+                    continue
+                if idx < len(f.pages):  # a snapshot: a page of its own with the content
+                    copy = self.memory.alloc(1)
+                    if copy is None:
+                        raise kernel_error(errno.ENOMEM, op, arg)
+                    content = self.cache.read(f.pages[idx], LINEAR, 0, PAGE_SIZE)
+                    self.cache.write(copy[0], LINEAR, 0, content)
+                    backing.extend(copy)
+                    pages.extend(copy)
+                    continue
+                # shmem_read_mapping_page past i_size: EINVAL
+                if profile.udmabuf_memfd_bounds:
+                    raise kernel_error(errno.EINVAL, op, arg)
+                fresh = self.memory.alloc(1)
+                if fresh is None:
+                    raise kernel_error(errno.ENOMEM, op, arg)
+                backing.extend(fresh)
+                pages.extend(fresh)
+        return pages
+
+    def memfd_write(self, buf: int, memfd: int, offset: int, data: bytes) -> None:
+        self._fd(buf, "pwrite")
+        files = self._memfds.get(buf, [])
+        if not 0 <= memfd < len(files):
+            raise SetupError(f"memfd_write: memfd index {memfd}, but the buffer has {len(files)}")
+        f, data = files[memfd], bytes(data)
+        if offset < 0 or offset + len(data) > f.size:
+            raise SetupError(f"memfd_write: {offset}+{len(data)} past the {f.size} B memfd")
+        pos = 0
+        while pos < len(data):  # write(2) on shmem: through the kernel's cached linear map
+            idx, off = divmod(offset + pos, PAGE_SIZE)
+            n = min(PAGE_SIZE - off, len(data) - pos)
+            self.cache.write(f.pages[idx], LINEAR, off, data[pos : pos + n])
+            pos += n

@@ -20,7 +20,7 @@ from __future__ import annotations
 import errno
 import inspect
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from conformance.errors import KernelError, SetupError
@@ -48,6 +48,27 @@ _HANDLE_RESULTS = {
     "kmap": "kmap",
     "export_sync_file": "sync_file",
 }
+
+
+FULLY, PARTIALLY, NOT_COMPARED = "fully", "partially", "not compared"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``compared`` of ``steps`` steps were checked against the model; ``why`` it stopped."""
+
+    status: str  # FULLY, PARTIALLY or NOT_COMPARED
+    compared: int
+    steps: int
+    why: str = ""
+
+    def line(self) -> str:
+        if self.status == FULLY:
+            return f"compared with the reference model at every step ({self.steps})"
+        return f"compared up to step {self.compared} of {self.steps}: {self.why}"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class Divergence(AssertionError):
@@ -93,6 +114,19 @@ class ObservationLog:
     model_exporter: str = ""
     steps: list[Observation] = field(default_factory=list)
     shadow_stopped: str = ""
+    with_shadow: bool = False
+    # Steps 1..compared_upto were compared; set when the shadow stops mid-case.
+    compared_upto: int | None = None
+
+    def comparison(self) -> Comparison:
+        """How much of the case the reference model followed."""
+        total = len(self.steps)
+        if not self.with_shadow:
+            return Comparison(NOT_COMPARED, 0, total, "no reference model for this case")
+        if self.compared_upto is None:
+            return Comparison(FULLY, total, total)
+        status = PARTIALLY if self.compared_upto > 0 else NOT_COMPARED
+        return Comparison(status, self.compared_upto, total, self.shadow_stopped)
 
     def render(self, limit: int = 40) -> str:
         if not self.steps:
@@ -255,7 +289,7 @@ class CheckedTarget(Target):
         self.shadow = shadow
         self._model_exporter_for = model_exporter_for or (lambda name: name)
         self._on_step = on_step
-        self.log = ObservationLog()
+        self.log = ObservationLog(with_shadow=shadow is not None)
         self._handles: dict[tuple[str, int], int] = {}
 
     # non-operations: straight through
@@ -277,7 +311,10 @@ class CheckedTarget(Target):
             self.shadow.close_all()
 
     def _stop_shadow(self, why: str) -> None:
+        # The step that stopped the shadow was not compared (or, out of a
+        # resource, disagreed lawfully): everything before it was.
         self.log.shadow_stopped = why
+        self.log.compared_upto = max(len(self.log.steps) - 1, 0)
         self.shadow = None
 
     def _call(self, op: str, *args: Any, **kwargs: Any) -> Any:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conformance.summary import CaseMeta, Summary
+from conformance.summary import CaseMeta, RunRecord, Summary
 
 
 def test_worst_outcome_of_a_case_wins():
@@ -34,3 +34,36 @@ def test_written_file_has_the_documented_schema(tmp_path):
     }
     assert data["cases"]["MMAP-002"]["level"] == "MUST"
     assert s.counts()["udmabuf"]["failed"] == 1
+
+
+def test_summary_does_not_import_the_verdict_module():
+    # One owner for verdicts: the record never reaches into the report package.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, conformance.summary; "
+        "print(any(m.startswith('conformance.report') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_run_record_plan_and_comparisons_round_trip(tmp_path):
+    s = Summary(target="model", kernel="model")
+    s.run = RunRecord(id="abc", started="2026-01-01T00:00:00+00:00", exit_status=0,
+                      command="pytest cases", kernel_build="f00d", complete=True)
+    s.plan("udmabuf", "udmabuf", "ALLOC-001", "deselected", CaseMeta("t", "alloc", "MUST"))
+    s.comparisons["udmabuf"] = {"MMAP-001": {"status": "partially", "compared": 2, "steps": 5,
+                                             "why": "ENOMEM"}}
+    s.target_info = {"instruments": {"probe": {"present": False, "detail": "not loaded"}}}
+    path = s.write(tmp_path / "s.json", {"verdicts": {"udmabuf": "incomplete"}})
+    data = json.loads(path.read_text())
+    assert data["run"]["id"] == "abc" and data["run"]["complete"] is True
+    assert data["planned"] == {"udmabuf": {"ALLOC-001": "deselected"}}
+    assert data["instruments"]["probe"]["present"] is False
+    assert data["verdicts"] == {"udmabuf": "incomplete"}
+    again = Summary.load(path)
+    assert again.to_json() == s.to_json()
+    with pytest.raises(ValueError, match="plan state"):
+        s.plan("udmabuf", "udmabuf", "X", "skipped", CaseMeta("t", "alloc", "MUST"))

@@ -1,10 +1,16 @@
-"""``python -m conformance.report``: regenerate the reports of a finished run.
+"""``python -m conformance.report``: judge and regenerate the reports of a finished run.
 
+* ``verdict``: the verdict line per exporter of the last run in --reports-dir.
+  Exit 0: every exporter conformant (waivers allowed); 1: one is not
+  conformant; 2: no valid verdict (the run did not complete, or an exporter is
+  incomplete or in error and none is not conformant), with "error: <why>".
+* ``check-run``: exit 2 with "error: <why>" unless the last run completed
+  (``tox -e qemu`` stops there before building reports of a run that never was).
+* ``clean``: remove the summaries of the last run (a job does this before a run,
+  so that no verdict outlives its run even if pytest refuses its command line).
 * ``summary``: Markdown and JUnit XML from ``conformance-summary.json`` (for an
   archived run; pytest writes all three itself at the end of a run).
 * ``html``: the Allure HTML report from the raw results, offline.
-* ``verdict``: the verdict line per exporter; exits 1 when one is not
-  conformant, so a CI job can gate on the certification verdict.
 """
 
 from __future__ import annotations
@@ -14,42 +20,81 @@ import sys
 from pathlib import Path
 
 from conformance.errors import SetupError
+from conformance.report.files import JUNIT_XML, SUMMARY_JSON, SUMMARY_MD, remove_summaries
 from conformance.report.html import generate_html
 from conformance.report.junit import render_junit
 from conformance.report.markdown import render_markdown
-from conformance.report.verdict import verdicts
+from conformance.report.verdict import exit_status, run_problem, verdicts
 from conformance.summary import Summary
 
 
+class NoValidVerdict(SetupError):
+    """The reports directory holds no summary of a complete run."""
+
+
 def _load_summary(reports_dir: Path) -> Summary:
-    path = reports_dir / "conformance-summary.json"
+    path = reports_dir / SUMMARY_JSON
     if not path.is_file():
-        raise SetupError(f"{path} does not exist: run the cases first")
-    return Summary.load(path)
+        raise NoValidVerdict(f"{path} does not exist: run the cases first")
+    try:
+        return Summary.load(path)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise NoValidVerdict(f"{path} is not a conformance summary: {exc}") from None
+
+
+def _complete_run(reports_dir: Path) -> Summary:
+    summary = _load_summary(reports_dir)
+    problem = run_problem(summary)
+    if problem:
+        raise NoValidVerdict(problem)
+    return summary
+
+
+def _verdict(reports_dir: Path) -> int:
+    judged = verdicts(_complete_run(reports_dir))
+    for v in judged:
+        print(v.line())
+    status = exit_status(judged)
+    if status == 2:
+        open_ones = [v.exporter for v in judged if v.verdict in ("incomplete", "error")]
+        print(f"error: no valid verdict: {', '.join(open_ones)} not judged in full",
+              file=sys.stderr)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("summary", help="Markdown and JUnit XML from conformance-summary.json")
-    s.add_argument("--reports-dir", type=Path, default=Path("reports"))
+    for name, what in (
+        ("verdict", "print the verdicts; exit 0 conformant, 1 not conformant, 2 no valid verdict"),
+        ("check-run", "exit 2 with the reason unless the last run completed"),
+        ("clean", "remove the summaries of the last run"),
+        ("summary", "Markdown and JUnit XML from conformance-summary.json"),
+    ):
+        sub.add_parser(name, help=what).add_argument(
+            "--reports-dir", type=Path, default=Path("reports")
+        )
     h = sub.add_parser("html", help="the Allure HTML report from raw results")
     h.add_argument("--results", type=Path, default=Path("reports/allure-results"))
     h.add_argument("--out", type=Path, default=Path("reports/html"))
-    g = sub.add_parser("verdict", help="print the verdicts; exit 1 if any is not conformant")
-    g.add_argument("--reports-dir", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
     try:
         if args.command == "verdict":
-            lines = verdicts(_load_summary(args.reports_dir))
-            for v in lines:
-                print(v.line())
-            return 1 if any(v.verdict == "not conformant" for v in lines) else 0
-        if args.command == "summary":
+            return _verdict(args.reports_dir)
+        if args.command == "clean":
+            for path in remove_summaries(args.reports_dir):
+                print(f"removed: {path}")
+        elif args.command == "check-run":
+            summary = _complete_run(args.reports_dir)
+            print(f"run {summary.run.id} completed (pytest exit status {summary.run.exit_status})")
+        elif args.command == "summary":
             summary = _load_summary(args.reports_dir)
-            (args.reports_dir / "conformance-summary.md").write_text(render_markdown(summary))
-            (args.reports_dir / "junit-conformance.xml").write_text(render_junit(summary))
+            (args.reports_dir / SUMMARY_MD).write_text(render_markdown(summary))
+            (args.reports_dir / JUNIT_XML).write_text(render_junit(summary))
+            problem = run_problem(summary)
+            if problem:
+                print(f"note: {problem}", file=sys.stderr)
             for v in verdicts(summary):
                 print(v.line())
         else:

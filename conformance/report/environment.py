@@ -26,8 +26,12 @@ def qemu_version(arch: str) -> str:
 
 
 def environment(
-    target_info: dict[str, Any], exporters_found: list[str], exporters_tested: list[str]
+    target_info: dict[str, Any],
+    exporters_found: list[str],
+    exporters_tested: list[str],
+    run: dict[str, Any] | None = None,
 ) -> dict[str, str]:
+    """Allure's environment table; ``run`` is the summary's run record, when known."""
     extra = dict(target_info.get("extra", {}))
     props = {
         "target": str(target_info.get("target", "")),
@@ -37,6 +41,13 @@ def environment(
         "exporters_found": ", ".join(exporters_found),
         "exporters_tested": ", ".join(exporters_tested),
     }
+    for name, inst in sorted(dict(target_info.get("instruments", {})).items()):
+        state = "present" if inst.get("present") else "MISSING"
+        detail = str(inst.get("detail", ""))
+        props[f"instrument.{name}"] = f"{state}: {detail}" if detail else state
+    for key in ("id", "started", "command", "kernel_build"):
+        if run and run.get(key):
+            props[f"run.{key}"] = str(run[key])
     if target_info.get("target") == "qemu" and "qemu_version" not in extra:
         extra["qemu_version"] = qemu_version(str(extra.get("qemu_arch", "x86_64")))
     for key, value in sorted(extra.items()):

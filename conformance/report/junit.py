@@ -9,23 +9,48 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from conformance.report.verdict import level_of, verdict_for
+from conformance.report.verdict import comparison_counts, level_of, run_problem, verdict_for
 from conformance.summary import Summary
+
+
+def _run_properties(summary: Summary) -> list[tuple[str, str]]:
+    run = summary.run
+    props = [
+        ("run_id", run.id),
+        ("run_started", run.started),
+        ("run_ended", run.ended),
+        ("run_exit_status", "" if run.exit_status is None else str(run.exit_status)),
+        ("run_command", run.command),
+        ("run_complete", str(run.complete).lower()),
+        ("run_problem", run_problem(summary)),
+        ("kernel_build", run.kernel_build),
+    ]
+    for name, inst in sorted(summary.instruments().items()):
+        state = "present" if inst.get("present") else "missing"
+        detail = str(inst.get("detail", ""))
+        props.append((f"instrument_{name}", f"{state}: {detail}" if detail else state))
+    return props
 
 
 def render_junit(summary: Summary) -> str:
     root = ET.Element("testsuites", name="dma-buf conformance")
     totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
-    for exporter in sorted(summary.exporters):
-        results = summary.exporters[exporter]
+    for exporter in summary.all_exporters():
+        results = summary.exporters.get(exporter, {})
         verdict = verdict_for(summary, exporter)
         suite = ET.SubElement(root, "testsuite", name=exporter)
         props = ET.SubElement(suite, "properties")
+        cmp = comparison_counts(summary, exporter)
         for name, value in (
             ("verdict", verdict.verdict),
             ("verdict_reason", verdict.why),
+            ("incomplete_families", ", ".join(verdict.incomplete_families)),
             ("target", summary.target),
             ("kernel", summary.kernel),
+            *_run_properties(summary),
+            ("compared_fully", str(cmp["fully"])),
+            ("compared_partially", str(cmp["partially"])),
+            ("not_compared", str(cmp["not compared"])),
         ):
             ET.SubElement(props, "property", name=name, value=value)
         tally = dict.fromkeys(totals, 0)

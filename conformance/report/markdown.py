@@ -1,8 +1,15 @@
-"""The certification summary as Markdown: verdicts first, then every case per exporter."""
+"""The certification summary as Markdown: the run, verdicts, families, then every case."""
 
 from __future__ import annotations
 
-from conformance.report.verdict import LEVELS, level_of, verdicts
+from conformance.report.verdict import (
+    LEVELS,
+    Verdict,
+    comparison_counts,
+    level_of,
+    run_problem,
+    verdicts,
+)
 from conformance.summary import Summary
 
 _ICON = {"passed": "pass", "failed": "FAIL", "skipped": "skip", "error": "ERROR"}
@@ -12,17 +19,64 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(summary: Summary) -> str:
+def _run_lines(summary: Summary) -> list[str]:
+    run = summary.run
+    problem = run_problem(summary)
     lines = [
-        "# dma-buf conformance summary",
-        "",
+        f"- run: `{run.id or 'unknown'}`, {run.started or '?'} to {run.ended or '?'} (UTC), "
+        f"pytest exit status {run.exit_status}",
+        f"- command: `{run.command}`" if run.command else "- command: unknown",
         f"- target: `{summary.target}`",
         f"- kernel: `{summary.kernel}`",
     ]
-    for key in ("kernel_config_hash", "qemu_version", "qemu_arch"):
+    if run.kernel_build:
+        lines.append(f"- kernel build: `{run.kernel_build}`")
+    for key in ("qemu_version", "qemu_arch"):
         value = summary.target_info.get("extra", {}).get(key)
         if value:
             lines.append(f"- {key.replace('_', ' ')}: `{value}`")
+    if problem:
+        lines += ["", f"**No valid verdict: {_cell(problem)}**"]
+    return lines
+
+
+def _instrument_lines(summary: Summary) -> list[str]:
+    instruments = summary.instruments()
+    if not instruments:
+        return []
+    lines = ["", "## Instruments", "", "| instrument | present | detail |", "|---|---|---|"]
+    for name, inst in sorted(instruments.items()):
+        present = "yes" if inst.get("present") else "**no**"
+        lines.append(f"| `{name}` | {present} | {_cell(str(inst.get('detail', '')))} |")
+    return lines
+
+
+def _family_lines(summary: Summary, v: Verdict) -> list[str]:
+    if not v.families:
+        return []
+    lines = [
+        "| family | level | run | failed | waived | error | not applicable | not checked "
+        "| not run | complete |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in v.families.values():
+        done = "yes" if t.complete else "**no**"
+        lines.append(
+            f"| {t.family} | {t.level or 'n/a'} | {t.run} | {t.failed} | {t.waived} | {t.error} "
+            f"| {t.not_applicable} | {t.not_checked} | {t.not_run} | {done} |"
+        )
+    whys = [w for t in v.families.values() for w in (*t.why_not_checked, *t.why_not_run)]
+    if whys:
+        lines += ["", "Not checked or not run:", ""]
+        lines += [f"- `{w.split(': ', 1)[0]}`: {_cell(w.split(': ', 1)[-1])}" for w in whys]
+    cmp = comparison_counts(summary, v.exporter)
+    lines += ["", f"Comparison with the reference model: {cmp['fully']} case(s) fully, "
+              f"{cmp['partially']} partially, {cmp['not compared']} not compared.", ""]
+    return lines
+
+
+def render_markdown(summary: Summary) -> str:
+    lines = ["# dma-buf conformance summary", "", *_run_lines(summary), *_instrument_lines(summary)]
     lines += [
         "", "## Verdicts", "",
         "| exporter | verdict | passed | failed | waived | skipped | error |",
@@ -40,8 +94,8 @@ def render_markdown(summary: Summary) -> str:
     for v in all_verdicts:
         lines.append(f"- {_cell(v.line())}")
     for v in all_verdicts:
-        lines += ["", f"## {v.exporter}: {v.verdict}", ""]
-        results = summary.exporters[v.exporter]
+        lines += ["", f"## {v.exporter}: {v.verdict}", "", *_family_lines(summary, v)]
+        results = summary.exporters.get(v.exporter, {})
         for level in LEVELS:
             ids = [c for c in sorted(results) if level_of(summary, c) == level]
             if not ids:
@@ -49,16 +103,7 @@ def render_markdown(summary: Summary) -> str:
             lines += [f"### {level} ({len(ids)} cases)", "", "| case | outcome | title |",
                       "|---|---|---|"]
             for case_id in ids:
-                outcome = _ICON[results[case_id]]
-                waiver = summary.waived.get(v.exporter, {}).get(case_id)
-                if waiver is not None and results[case_id] == "failed":
-                    outcome = f"waived (#{waiver['waiver']}: {waiver['reason']})"
-                meta = summary.cases.get(case_id)
-                title = meta.title if meta else ""
-                message = summary.messages.get(v.exporter, {}).get(case_id, "")
-                if message and results[case_id] != "passed":
-                    title += f" — {message.splitlines()[0][:200]}"
-                lines.append(f"| `{case_id}` | {_cell(outcome)} | {_cell(title)} |")
+                lines.append(_case_row(summary, v.exporter, case_id))
             lines.append("")
     if summary.unused_waivers:
         lines += ["## Unused waivers", "",
@@ -71,3 +116,21 @@ def render_markdown(summary: Summary) -> str:
             )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _case_row(summary: Summary, exporter: str, case_id: str) -> str:
+    outcome = summary.exporters[exporter][case_id]
+    shown = _ICON[outcome]
+    waiver = summary.waived.get(exporter, {}).get(case_id)
+    if waiver is not None and outcome == "failed":
+        shown = f"waived (#{waiver['waiver']}: {waiver['reason']})"
+    meta = summary.cases.get(case_id)
+    title = meta.title if meta else ""
+    message = summary.messages.get(exporter, {}).get(case_id, "")
+    if message and outcome != "passed":
+        title += f" — {message.splitlines()[0][:200]}"
+    comparison = summary.comparisons.get(exporter, {}).get(case_id)
+    if comparison and comparison.get("status") == "partially":
+        title += (f" (compared up to step {comparison['compared']} of {comparison['steps']}: "
+                  f"{comparison.get('why', '')})")
+    return f"| `{case_id}` | {_cell(shown)} | {_cell(title)} |"

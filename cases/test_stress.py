@@ -20,53 +20,70 @@ import pytest
 
 from conformance.errors import KernelError, TooManyOpenFiles
 from conformance.lockstep import unchecked
-from conformance.patterns import PAGE_SIZE, pattern
+from conformance.patterns import pattern
 
-# More fds than any usual RLIMIT_NOFILE soft limit (1024): a process that has
-# more cannot be exhausted in reasonable time, and the case says so.
+# More fds than any usual RLIMIT_NOFILE soft limit (1024).  A process allowed
+# more is given a lower soft limit for the case (and its own back after).
 MAX_FDS_TRIED = 8192
+LOWERED_LIMIT = 1024
 THREADS = 100
+
+
+def _allocate_until_emfile(real, exporter: str, held: list[int], size: int, most: int) -> bool:
+    """Allocate into ``held`` until EMFILE (True) or ``most`` more buffers (False)."""
+    for _ in range(most):
+        try:
+            held.append(real.allocate(exporter, size))
+        except TooManyOpenFiles:
+            return True
+    return False
 
 
 @pytest.mark.leak
 @pytest.mark.case("STRESS-001")
-def test_fd_exhaustion_fails_cleanly_and_leaks_nothing(target, exporter):
+@pytest.mark.needs("debugfs_bufinfo")
+def test_fd_exhaustion_fails_cleanly_and_leaks_nothing(target, exporter, pages):
     """When no fd is left, allocation fails with EMFILE and the buffer it made is freed.
 
     Contract: dma_heap_ioctl_allocate (and every exporter that installs an
     fd) drops the new dma-buf when get_unused_fd_flags fails, so the
     kernel holds no buffer that nobody can name; after closing the fds
     allocation works again.  A failing exporter leaks the buffer and its
-    pages on every failed call (or frees it twice and crashes).
+    pages on every failed call (or frees it twice and crashes).  When
+    8192 buffers do not exhaust the process's fds, its soft RLIMIT_NOFILE is
+    lowered to 1024 for the case and restored after it.
     """
     real = unchecked(target)
+    size = pages(1)
     before = real.live_buffers()
     held: list[int] = []
+    old_limit: int | None = None
     try:
-        for _ in range(MAX_FDS_TRIED):
-            try:
-                held.append(real.allocate(exporter.name, PAGE_SIZE))
-            except TooManyOpenFiles:
-                break
-        else:
-            pytest.skip(f"{MAX_FDS_TRIED} fds did not exhaust RLIMIT_NOFILE; lower it to run this")
+        if not _allocate_until_emfile(real, exporter.name, held, size, MAX_FDS_TRIED):
+            old_limit = real.set_fd_limit(LOWERED_LIMIT)
+            # fds below the new limit left free are filled first, then EMFILE
+            if not _allocate_until_emfile(real, exporter.name, held, size, LOWERED_LIMIT):
+                pytest.fail(f"no EMFILE after lowering RLIMIT_NOFILE to {LOWERED_LIMIT}")
         for _ in range(3):  # the failure repeats, each time without a trace
             with pytest.raises(TooManyOpenFiles):
-                real.allocate(exporter.name, PAGE_SIZE)
+                real.allocate(exporter.name, size)
         leaked = real.live_buffers() - before - len(held)
         assert leaked == 0, f"{leaked} buffer(s) still live after allocations that failed EMFILE"
     finally:
         for buf in held:
             real.close(buf)
+        if old_limit is not None:
+            real.set_fd_limit(old_limit)
     assert real.live_buffers() == before, "buffers outlived their fds"
-    buf = real.allocate(exporter.name, PAGE_SIZE)
-    assert real.buffer_size(buf) == PAGE_SIZE
+    buf = real.allocate(exporter.name, size)
+    assert real.buffer_size(buf) == size
     real.close(buf)
 
 
 @pytest.mark.alloc
 @pytest.mark.case("STRESS-002")
-def test_hundred_threads_allocating_at_once_get_distinct_zeroed_buffers(target, exporter):
+@pytest.mark.needs("debugfs_bufinfo")
+def test_hundred_threads_allocating_at_once_get_distinct_zeroed_buffers(target, exporter, pages):
     """100 threads allocating together each get their own zeroed pages.
 
     Contract: allocation is thread-safe: concurrent callers never share
@@ -77,7 +94,7 @@ def test_hundred_threads_allocating_at_once_get_distinct_zeroed_buffers(target, 
     checks back-to-back allocation there; on ``local`` they really overlap.
     """
     real = unchecked(target)
-    size = 4 * PAGE_SIZE
+    size = pages(4)
     before = real.live_buffers()
     start, written = threading.Barrier(THREADS), threading.Barrier(THREADS)
     errors: list[str] = []

@@ -132,6 +132,22 @@ class NotAvailableOnTarget(SetupError):
     """The target cannot do this operation at all (e.g. kmap on a 5.6+ kernel)."""
 
 
+class EventsDropped(NotAvailableOnTarget):
+    """The probe's event log was full and lost events: what it shows is not all that happened.
+
+    A case that judges by the log cannot pass on an incomplete one; the plugin
+    reports it as not checked (like any ``NotAvailableOnTarget``).  The
+    message is the whole record, so the class crosses the guest channel.
+    """
+
+    @classmethod
+    def of(cls, dropped: int, log: str) -> EventsDropped:
+        return cls(
+            f"the probe's {log} dropped {dropped} event(s) (it holds 4096 per log): the "
+            "calls the case judges by may be among them, so its log cannot be checked"
+        )
+
+
 class GuestError(SetupError):
     """The QEMU guest did not boot, panicked or stopped answering."""
 

@@ -56,6 +56,12 @@ STANDARD_DEVICES: tuple[DeviceSpec, ...] = (
 )
 
 
+# Not a device: the name under which dma_events() reports the exporter's own
+# dma_buf_ops calls (vmap, vunmap, begin_cpu_access, end_cpu_access) as the
+# dma-buf core makes them; dma_events(None) covers the devices only.
+EXPORTER_LOG = "exporter"
+
+
 @dataclass(frozen=True)
 class SgSegment:
     """One DMA segment of a mapped attachment, as the device sees it."""

@@ -6,7 +6,10 @@ no exporter); every call still goes through the real syscalls.
 
 from __future__ import annotations
 
+import errno
 import os
+import resource
+import signal
 from pathlib import Path
 
 import pytest
@@ -19,11 +22,12 @@ from conformance.errors import (
     NotAvailableOnTarget,
     ProbeUnavailable,
     UnknownExporter,
+    kernel_error,
 )
 from conformance.exporters.discovery import Paths
 from conformance.exporters.dmabuf import DmaBuf
 from conformance.exporters.libc import PAGE_SIZE
-from conformance.records import Direction
+from conformance.records import INSTRUMENTS, Direction, TargetInfo
 from conformance.targets.base import OPERATIONS, Target
 from conformance.targets.local import LocalTarget
 
@@ -229,3 +233,106 @@ def test_live_buffers_on_this_kernel() -> None:
         pytest.skip("no debugfs dma_buf here (CONFIG_DMA_SHARED_BUFFER/DEBUG_FS off or no root)")
     t = LocalTarget(kmsg_path="/nonexistent")
     assert t.live_buffers() >= 0
+
+
+def test_every_instrument_is_reported_with_a_reason_on_a_bare_machine(tmp_path: Path) -> None:
+    t = LocalTarget(
+        paths=Paths("/none", "/none", "/none", "/none"),
+        probe_path=str(tmp_path / "dmabuf_probe"),
+        kmsg_path=str(tmp_path / "kmsg"),
+        debugfs=str(tmp_path / "debug"),
+    )
+    try:
+        instruments = t.info().instruments
+    finally:
+        t.shutdown()
+    assert set(instruments) == set(INSTRUMENTS)
+    assert not any(i.present for i in instruments.values()), instruments
+    assert "make -C qemu/probe" in instruments["probe"].detail
+    assert "probe" in instruments["dma_event_log"].detail
+    assert "probe" in instruments["swiotlb_bounce"].detail
+    assert "CONFIG_DMA_API_DEBUG" in instruments["dma_api_debug"].detail
+    assert "kmsg" in instruments["kmsg"].detail
+    assert "bufinfo" in instruments["debugfs_bufinfo"].detail
+
+
+def test_debugfs_and_kmsg_instruments_are_seen(tmp_path: Path) -> None:
+    debug = tmp_path / "debug"
+    (debug / "dma-api").mkdir(parents=True)
+    (debug / "dma-api" / "disabled").write_text("N\n")
+    (debug / "dma_buf").mkdir()
+    (debug / "dma_buf" / "bufinfo").write_text("\nTotal 3 objects, 12288 bytes\n")
+    kmsg = tmp_path / "kmsg"
+    os.mkfifo(kmsg)
+    writer = os.open(kmsg, os.O_RDWR | os.O_NONBLOCK)  # keeps the fifo open for the reader
+    t = LocalTarget(
+        paths=Paths("/none", "/none", "/none", "/none"),
+        probe_path=str(tmp_path / "dmabuf_probe"),
+        kmsg_path=str(kmsg),
+        debugfs=str(debug),
+    )
+    try:
+        got = t.info().instruments
+        assert got["dma_api_debug"].present and got["kmsg"].present
+        assert got["debugfs_bufinfo"].present and "3 buffers" in got["debugfs_bufinfo"].detail
+        assert not got["probe"].present
+        # DMA-API debug that switched itself off (out of entries) is not an instrument
+        (debug / "dma-api" / "disabled").write_text("Y\n")
+        off = t.info().instruments["dma_api_debug"]
+        assert not off.present and "switched itself off" in off.detail
+    finally:
+        t.shutdown()
+        os.close(writer)
+
+
+def test_instruments_on_this_host() -> None:
+    t = LocalTarget()
+    try:
+        info = t.info()
+    finally:
+        t.shutdown()
+    assert set(info.instruments) == set(INSTRUMENTS)
+    assert all(i.detail for i in info.instruments.values())
+    assert info.page_size == os.sysconf("SC_PAGE_SIZE")
+    # whatever this host has, the record survives the trip to and from JSON
+    assert TargetInfo.from_json(info.to_json()) == info
+
+
+class _FakeExporter:
+    """An exporter whose allocation ends as the test says (in the child)."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def allocate(self, size: int) -> DmaBuf:
+        if self.how == "enomem":
+            raise kernel_error(errno.ENOMEM, "DMA_HEAP_IOCTL_ALLOC", size)
+        if self.how == "killed":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _memfd(size)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "how, outcome",
+    [("ok", f"ok:{2 * PAGE_SIZE}"), ("enomem", "errno:ENOMEM"), ("killed", "signal:SIGKILL")],
+)
+def test_allocate_in_child_reports_how_the_child_ended(
+    target: LocalTarget, how: str, outcome: str
+) -> None:
+    target._exporters = {"fake": _FakeExporter(how)}  # type: ignore[dict-item]
+    assert target.allocate_in_child("fake", 2 * PAGE_SIZE).startswith(outcome)
+    assert target.open_handles()["buffers"] == 0  # nothing of the child's stays here
+
+
+def test_set_fd_limit_lowers_and_restores(target: LocalTarget) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    old = target.set_fd_limit(min(soft, 512))
+    try:
+        assert old == soft
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (min(soft, 512), hard)
+    finally:
+        target.set_fd_limit(old)
+    assert resource.getrlimit(resource.RLIMIT_NOFILE) == (soft, hard)

@@ -229,3 +229,143 @@ _MAX_MAPPING = (
     "with ProbeClient() as p:\n"
     "    print(*(f'{d.name}={p.max_mapping(d.name)}' for d in p.devices()))\n"
 )
+
+
+# Raw ioctls with values the client would never send: each must come back
+# EINVAL, and the machine must live (DMA_NONE reaching dma_map_sg BUG_ONs).
+_BAD_VALUES = r"""
+import ctypes, errno, fcntl, json
+from conformance.exporters.discovery import discover
+from conformance.probe import uapi
+from conformance.probe.client import ProbeClient
+
+R = uapi.Request
+buf = {e.name: e for e in discover()}["heap:system"].allocate(16384)
+p = ProbeClient()
+fd = p.fileno()
+att = p.attach(buf.fd, "noncoherent")
+out = {}
+
+def call(name, req, struct):
+    try:
+        fcntl.ioctl(fd, req, struct, True)
+        out[name] = "ok"
+    except OSError as e:
+        out[name] = errno.errorcode[e.errno]
+
+call("map DMA_NONE", R.DMABUF_PROBE_IOC_MAP, uapi.Map(id=att, direction=3))
+call("map direction 7", R.DMABUF_PROBE_IOC_MAP, uapi.Map(id=att, direction=7))
+call("map pad", R.DMABUF_PROBE_IOC_MAP, uapi.Map(id=att, direction=0, pad=1))
+call("map unknown id", R.DMABUF_PROBE_IOC_MAP, uapi.Map(id=9999, direction=0))
+call("begin DMA_NONE", R.DMABUF_PROBE_IOC_BEGIN_CPU_ACCESS, uapi.CpuAccess(fd=buf.fd, direction=3))
+call("end direction 9", R.DMABUF_PROBE_IOC_END_CPU_ACCESS, uapi.CpuAccess(fd=buf.fd, direction=9))
+call("detach pad", R.DMABUF_PROBE_IOC_DETACH, uapi.Handle(id=att, pad=1))
+call("detach unknown id", R.DMABUF_PROBE_IOC_DETACH, uapi.Handle(id=9999))
+call("vunmap unknown id", R.DMABUF_PROBE_IOC_VUNMAP, uapi.Handle(id=9999))
+call("device index", R.DMABUF_PROBE_IOC_DEVICE_INFO, uapi.DeviceInfo(index=3))
+call("events device", R.DMABUF_PROBE_IOC_EVENTS, uapi.Events(device=3))
+call("events flags", R.DMABUF_PROBE_IOC_EVENTS, uapi.Events(device=uapi.ALL_DEVICES, flags=2))
+call("counters pad", R.DMABUF_PROBE_IOC_COUNTERS, uapi.Counters(fd=buf.fd, pad=1))
+call("attach unterminated", R.DMABUF_PROBE_IOC_ATTACH, uapi.Attach(device=b"x" * 32, fd=buf.fd))
+call("attach unknown", R.DMABUF_PROBE_IOC_ATTACH, uapi.Attach(device=b"nosuch", fd=buf.fd))
+p.map(att, 0)
+call("unmap DMA_NONE", R.DMABUF_PROBE_IOC_UNMAP, uapi.Map(id=att, direction=3))
+data = ctypes.create_string_buffer(16)
+call("read pad", R.DMABUF_PROBE_IOC_DEVICE_READ,
+     uapi.Rw(id=att, pad=1, offset=0, length=16, data=ctypes.addressof(data)))
+call("read past end", R.DMABUF_PROBE_IOC_DEVICE_READ,
+     uapi.Rw(id=att, offset=16380, length=16, data=ctypes.addressof(data)))
+p.unmap(att, 0)
+print(json.dumps(out))
+"""
+
+
+def test_the_probe_refuses_every_bad_value_with_einval(guest: QemuTarget) -> None:
+    import json
+
+    from conformance.errors import InvalidArgument
+
+    r = guest.call("exec", [sys.executable, "-c", _BAD_VALUES])
+    assert r["returncode"] == 0, r["stderr"]
+    answers = json.loads(r["stdout"])
+    assert answers == {name: "EINVAL" for name in answers}, answers
+    assert len(answers) == 18
+    # the same through the target: DMA_NONE is InvalidArgument, and the guest lives on
+    buf = guest.allocate("heap:system", 4096)
+    att = guest.attach(buf, "noncoherent")
+    with pytest.raises(InvalidArgument):
+        guest.map_attachment(att, Direction.NONE)
+    with pytest.raises(InvalidArgument):
+        guest.begin_cpu_access(buf, Direction.NONE)
+    assert sum(s.length for s in guest.map_attachment(att, Direction.TO_DEVICE)) == 4096
+    guest.close_all()
+
+
+_OVERFLOW = r"""
+from conformance.errors import EventsDropped
+from conformance.exporters.discovery import discover
+from conformance.probe.client import ProbeClient
+
+buf = {e.name: e for e in discover()}["heap:system"].allocate(4096)
+with ProbeClient() as p:
+    p.clear_events()
+    att = p.attach(buf.fd, "coherent")
+    for _ in range(2100):  # 4200 events: more than the 4096 a device's log holds
+        p.map(att, 0)
+        p.unmap(att, 0)
+    try:
+        p.dma_events("coherent")
+        print("no error")
+    except EventsDropped as e:
+        print("dropped:", e)
+    print("then:", len(p.dma_events("coherent")))
+"""
+
+
+def test_a_log_that_dropped_events_is_an_error_not_a_short_log(guest: QemuTarget) -> None:
+    r = guest.call("exec", [sys.executable, "-c", _OVERFLOW])
+    assert r["returncode"] == 0, r["stderr"]
+    lines = r["stdout"].splitlines()
+    prefix = "dropped: the probe's DMA event log dropped "
+    assert lines[0].startswith(prefix), lines
+    assert int(lines[0][len(prefix) :].split()[0]) > 0
+    assert lines[1] == "then: 0"  # read empty: the drop is reported once
+
+
+def test_the_exporter_op_log_shows_what_the_core_shields(guest: QemuTarget) -> None:
+    """6.1's dma_buf_vmap counts users: the system heap is asked to vmap once, vunmap once."""
+    from conformance.records import EXPORTER_LOG
+
+    buf = guest.allocate("heap:system", 64 << 10)
+    guest.counters(buf)  # names the buffer: the system heap's ops get their kprobes
+    guest.dma_events(EXPORTER_LOG)
+    first, second = guest.vmap(buf), guest.vmap(buf)
+    guest.vunmap(first)
+    assert [e.op for e in guest.dma_events(EXPORTER_LOG)] == ["vmap"]
+    guest.vunmap(second)
+    guest.sync(buf, SyncFlag.START | SyncFlag.READ)
+    guest.sync(buf, SyncFlag.END | SyncFlag.READ)
+    events = guest.dma_events(EXPORTER_LOG)
+    assert [(e.op, e.direction) for e in events] == [
+        ("vunmap", Direction.NONE),
+        ("begin_cpu_access", Direction.FROM_DEVICE),
+        ("end_cpu_access", Direction.FROM_DEVICE),
+    ]
+    assert all(e.device == EXPORTER_LOG and e.length == 64 << 10 for e in events)
+    # the device logs never carry the exporter's own calls
+    assert all(e.device != EXPORTER_LOG for e in guest.dma_events(None))
+    guest.close_all()
+
+
+def test_the_guest_reports_its_instruments(guest: QemuTarget, kernel_build: KernelBuild) -> None:
+    from conformance.records import INSTRUMENTS
+
+    instruments = guest.info().instruments
+    assert set(instruments) == set(INSTRUMENTS)
+    missing = {n: i.detail for n, i in instruments.items() if not i.present}
+    config = (Path(kernel_build.kdir) / ".config").read_text()
+    if "CONFIG_DMA_API_DEBUG=y" not in config:
+        missing.pop("dma_api_debug", None)
+    assert not missing, missing
+    assert "swiotlb=force" in instruments["swiotlb_bounce"].detail
+    assert guest.info().page_size == 4096

@@ -24,7 +24,16 @@ from conformance.records import Direction
 from conformance.targets.base import OPERATIONS, Target
 
 DEFAULT_FACTORY = "conformance.targets.local:LocalTarget"
-EXTRA_OPERATIONS = ("info", "exporters", "devices", "health", "close_all")
+# Not compared with the model (process-level): allocate_in_child, set_fd_limit.
+EXTRA_OPERATIONS = (
+    "info",
+    "exporters",
+    "devices",
+    "health",
+    "close_all",
+    "allocate_in_child",
+    "set_fd_limit",
+)
 
 
 def _log(msg: str) -> None:

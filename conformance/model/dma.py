@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conformance.model.memory import COLOUR_NAMES, LINEAR, PAGE_SIZE, VMAP, Cache, CacheOp
-from conformance.records import DeviceSpec, Direction, DmaEvent, SgSegment
+from conformance.records import EXPORTER_LOG, DeviceSpec, Direction, DmaEvent, SgSegment
 
 UNOWNED = "un-owned"
 CPU_OWNED = "cpu"
@@ -154,6 +154,12 @@ class DmaApi:
         self._for_device(sgt, direction, f"dma_sync_sg_for_device({dev.name})")
         sgt.owner = DEVICE_OWNED
         self._speculate(sgt)
+
+    def exporter_op(self, op: str, direction: Direction, length: int) -> None:
+        """The dma-buf core called one of the exporter's own ops (vmap, vunmap,
+        begin_cpu_access, end_cpu_access): logged as the probe's kprobes on
+        ``dmabuf->ops`` log it, under ``EXPORTER_LOG``."""
+        self.events.append(DmaEvent(EXPORTER_LOG, op, Direction(direction), length))
 
     # -- helpers -----------------------------------------------------------------
     def _event(self, dev: DeviceSpec, op: str, direction: Direction, length: int, skip: bool):

@@ -58,9 +58,10 @@ class ModelBuffer:
     refs: int = 0
     name: str | None = None
     attachments: list[Attachment] = field(default_factory=list)
-    vmap_count: int = 0
+    vmap_count: int = 0  # the dma-buf core's vmapping_counter
     vmap_live: bool = False
     vmap_generation: int = 0  # bumped when the alias is torn down
+    leaked_vmaps: int = 0  # kernel mappings the exporter's vunmap left behind
     kmap_count: int = 0
     begun: int = 0  # begin_cpu_access brackets holding a kernel mapping (ION)
     kernel_mapping: bool = False  # ION's buffer->vaddr from begin_cpu_access
@@ -118,7 +119,9 @@ class Exporter:
                 f"release: buffer {buf.ino} still mapped in the kernel (vmap_count "
                 f"{buf.vmap_count})"
             )
-            self._vmap_teardown(buf)
+            if buf.vmap_live and not buf.profile.kmap_in_begin:
+                self._vmap_teardown(buf)
+            buf.vmap_count = 0
         if buf.misc_sgt is not None and buf.misc_sgt.mapped:
             self.dma.unmap_sg(buf.misc_sgt, buf.misc_sgt.direction, skip_cpu_sync=True)
         if buf.kernel_mapping:
@@ -233,12 +236,20 @@ class Exporter:
                 return
 
     # -- CPU access brackets ---------------------------------------------------------------
+    @staticmethod
+    def _has_cpu_access_ops(p: ExporterProfile) -> bool:
+        # vgem (drm_gem_shmem) has no begin/end_cpu_access: the core calls nothing
+        return p.cpu_access != "none" or p.kmap_in_begin
+
     def begin_cpu_access(self, buf: ModelBuffer, direction: Direction, op: str) -> None:
         p = buf.profile
+        if self._has_cpu_access_ops(p):
+            self.dma.exporter_op("begin_cpu_access", direction, buf.size)
         if p.kmap_in_begin:
             if not buf.kernel_mapping:
                 if self._vmalloc(buf.size):
                     buf.kernel_mapping = True
+                    self._new_alias(buf)
                 elif not p.begin_map_error_swallowed:
                     raise kernel_error(errno.ENOMEM, op, "kernel mapping (vmap) failed")
             if buf.kernel_mapping:
@@ -260,6 +271,8 @@ class Exporter:
 
     def end_cpu_access(self, buf: ModelBuffer, direction: Direction, op: str) -> None:
         p = buf.profile
+        if self._has_cpu_access_ops(p):
+            self.dma.exporter_op("end_cpu_access", direction, buf.size)
         if p.cpu_access == "attachments":
             if buf.vmap_live and p.vmap_cmo:
                 self.dma.cmo_range("flush", VMAP, build_runs(buf.pages), "flush_kernel_vmap_range")
@@ -274,14 +287,10 @@ class Exporter:
             if p.kmap_count_balanced and buf.begun == 0:
                 return  # nothing begun: nothing to put
             buf.begun = max(0, buf.begun - 1)
-            buf.kmap_count -= 1
-            if buf.kmap_count < 0:
-                self.warn(
-                    f"ion_buffer_kmap_put: buffer {buf.ino} kmap_cnt went negative "
-                    f"({buf.kmap_count})"
-                )
-            if buf.kmap_count == 0 and buf.kernel_mapping:
-                self._kernel_mapping_put(buf)
+            # ION's ion_buffer_kmap_put: no warning when the count goes
+            # negative (a real kernel says nothing); what shows is that the
+            # kernel mapping goes away under a vmap that still holds it.
+            self._ion_kmap_put(buf)
 
     # -- kernel mappings ---------------------------------------------------------------------
     def _vmalloc(self, size: int) -> bool:
@@ -293,36 +302,91 @@ class Exporter:
     def _kernel_mapping_put(self, buf: ModelBuffer) -> None:
         buf.kernel_mapping = False
         self.vmalloc_free += buf.size
+        if buf.vmap_live:
+            # ION: a vmap is this same kernel mapping (ion_buffer_kmap_get); it is gone now
+            self.dma.cmo_range("flush", VMAP, build_runs(buf.pages), "unmap_kernel")
+            buf.vmap_live = False
+            buf.vmap_generation += 1
+
+    def _new_alias(self, buf: ModelBuffer) -> None:
+        if buf.profile.vmap_cmo and self.cache.aliasing:
+            # A new alias must not start behind dirty linear-map lines (the zeroing
+            # at allocation left some): push them out before the alias is used.
+            self.dma.cmo_range("flush", LINEAR, build_runs(buf.pages), "vmap: flush linear alias")
+
+    def _ion_kmap_get(self, buf: ModelBuffer, op: str) -> None:
+        """ion_buffer_kmap_get: one more user of the buffer's kernel mapping."""
+        if buf.kmap_count < 0:
+            # ``if (buffer->kmap_cnt) { kmap_cnt++; return buffer->vaddr; }``: a
+            # count driven negative is non-zero, and vaddr is NULL
+            buf.kmap_count += 1
+            raise kernel_error(errno.ENOMEM, op, f"kmap_cnt {buf.kmap_count - 1}, vaddr NULL")
+        if not buf.kernel_mapping:
+            if not self._vmalloc(buf.size):
+                raise kernel_error(errno.ENOMEM, op, "kernel mapping (vmap) failed")
+            buf.kernel_mapping = True
+            self._new_alias(buf)
+        buf.kmap_count += 1
+
+    def _ion_kmap_put(self, buf: ModelBuffer) -> None:
+        """ion_buffer_kmap_put: the last user unmaps the kernel mapping."""
+        buf.kmap_count -= 1
+        if buf.kmap_count == 0 and buf.kernel_mapping:
+            self._kernel_mapping_put(buf)
 
     def vmap(self, buf: ModelBuffer) -> int:
-        """Returns the alias generation the caller's handle is bound to."""
+        """dma_buf_vmap; returns the alias generation the caller's handle is bound to.
+
+        The core (6.1 dma_buf_vmap) counts users in ``vmap_count`` and calls the
+        exporter's vmap only for the first; ``vmap_refcount=False`` is a core
+        that does not (a vendor copy of dma-buf.c): every call reaches the
+        exporter, whose new mapping replaces the one other users hold.
+        """
         p = buf.profile
         if not p.has_vmap:
             raise kernel_error(errno.EINVAL, "dma_buf_vmap", "exporter has no vmap")
-        if buf.vmap_live and p.vmap_refcount:
+        if buf.vmap_count > 0 and p.vmap_refcount:
             buf.vmap_count += 1
+            return buf.vmap_generation
+        self.dma.exporter_op("vmap", Direction.NONE, buf.size)
+        if p.kmap_in_begin:
+            # ION's vmap is ion_buffer_kmap_get: the mapping begin_cpu_access makes
+            self._ion_kmap_get(buf, "dma_buf_vmap")
+            buf.vmap_live = True
+            buf.vmap_count = 1
             return buf.vmap_generation
         if buf.vmap_live:
             # no refcount: a fresh alias replaces the old one, the count stays 1
             self._vmap_teardown(buf)
         if not self._vmalloc(buf.size):
             raise kernel_error(errno.ENOMEM, "dma_buf_vmap", buf.size)
-        if p.vmap_cmo and self.cache.aliasing:
-            # A new alias must not start behind dirty linear-map lines (the zeroing
-            # at allocation left some): push them out before the alias is used.
-            self.dma.cmo_range("flush", LINEAR, build_runs(buf.pages), "vmap: flush linear alias")
+        self._new_alias(buf)
         buf.vmap_live = True
         buf.vmap_count = 1
         return buf.vmap_generation
 
     def vunmap(self, buf: ModelBuffer) -> None:
-        if buf.vmap_count <= 0:
-            self.warn(
-                f"dma_buf_vunmap: buffer {buf.ino} is not vmapped (vmap_count {buf.vmap_count})"
-            )
-            return
-        buf.vmap_count = buf.vmap_count - 1 if buf.profile.vmap_refcount else 0
-        if buf.vmap_count == 0:
+        p = buf.profile
+        if p.vmap_refcount:
+            if buf.vmap_count <= 0:
+                self.warn(
+                    f"dma_buf_vunmap: buffer {buf.ino} is not vmapped (vmap_count {buf.vmap_count})"
+                )
+                return
+            buf.vmap_count -= 1
+            if buf.vmap_count > 0:
+                return  # the core keeps the mapping for its other users
+        else:
+            buf.vmap_count = 0
+        self.dma.exporter_op("vunmap", Direction.NONE, buf.size)
+        if p.kmap_in_begin:
+            self._ion_kmap_put(buf)
+        elif buf.vmap_live and not p.vunmap_unmaps:
+            # the buffer forgets its vaddr, the kernel keeps the mapping (and its space)
+            buf.leaked_vmaps += 1
+            buf.vmap_live = False
+            buf.vmap_generation += 1
+        elif buf.vmap_live:
             self._vmap_teardown(buf)
 
     def _vmap_teardown(self, buf: ModelBuffer) -> None:

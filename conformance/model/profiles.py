@@ -58,7 +58,8 @@ class ExporterProfile:
     end_requires_begin: bool = False  # END with nothing begun -> EINVAL (udmabuf)
     # kernel mappings
     has_vmap: bool = True
-    vmap_refcount: bool = True
+    vmap_refcount: bool = True  # False: calls reach the exporter uncounted (no vmapping_counter)
+    vunmap_unmaps: bool = True  # False: the exporter's vunmap leaves the kernel mapping behind
     vmap_cmo: bool = True  # flush/invalidate_kernel_vmap_range in end/begin_cpu_access
     has_kmap: bool = True
     kmap_in_begin: bool = False  # ION: begin_cpu_access creates the kernel mapping
@@ -208,7 +209,8 @@ FAULTY: tuple[ExporterProfile, ...] = (
         "negative-kmap-cnt",
         "negative-kmap-cnt",
         "seed 001",
-        "ION end_cpu_access drops kmap_cnt without a matching begin: it goes negative",
+        "ION end_cpu_access drops kmap_cnt without a matching begin: the kernel mapping a "
+        "held vmap uses is unmapped under it, then the count goes negative",
         ion=True,
         kmap_count_balanced=False,
     ),
@@ -231,9 +233,20 @@ FAULTY: tuple[ExporterProfile, ...] = (
     _faulty(
         "vmap-no-refcount",
         "kmap-contract",
-        "seed 001 (ION vmap patch), seed 003 (heap helpers)",
-        "vmap without a reference count: the first vunmap tears down every user's mapping",
+        "seed 001 (ION vmap patch), seed 003 (heap helpers); dma-buf.c vmapping_counter",
+        "vmap calls reach the exporter uncounted (a dma-buf core without vmapping_counter, "
+        "e.g. a vendor copy of dma-buf.c): each vmap maps anew and the first vunmap tears "
+        "down every user's mapping.  On 5.10+ upstream the core counts, which hides an "
+        "exporter's own refcount bug",
         vmap_refcount=False,
+    ),
+    _faulty(
+        "vmap-leak",
+        "kmap-contract",
+        "seed 003 (heap helpers' vmap_cnt; 'buffer still mapped in the kernel')",
+        "the exporter's vunmap never unmaps (a vmap_cnt that never reaches 0, a missing "
+        "vunmap()): every vmap/vunmap pair leaks a kernel mapping and its vmalloc space",
+        vunmap_unmaps=False,
     ),
     _faulty(
         "sg-too-long",

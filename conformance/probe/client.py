@@ -15,13 +15,14 @@ import os
 from typing import Any
 
 from conformance.errors import (
+    EventsDropped,
     NotAvailableOnTarget,
     ProbeUnavailable,
     SetupError,
     kernel_error,
 )
 from conformance.probe import uapi
-from conformance.records import DeviceSpec, Direction, DmaEvent, SgSegment
+from conformance.records import EXPORTER_LOG, DeviceSpec, Direction, DmaEvent, SgSegment
 
 DEFAULT_PATH = "/dev/dmabuf_probe"
 
@@ -34,6 +35,7 @@ BUILD_HINT = (
 
 # Enough for every event the module can hold (3 devices x 4096 slots).
 _EVENT_CAPACITY = 3 * 4096
+_EXPORTER_PREFIX = "exporter_"
 
 
 class UnknownDevice(SetupError):
@@ -106,6 +108,13 @@ class ProbeClient:
     def has_event_log(self) -> bool:
         """False when the module could not place its kprobes (no CONFIG_KPROBES)."""
         return bool(self.flags & uapi.HAVE_KPROBES)
+
+    def exporter_log_live(self) -> bool:
+        """Whether the exporter-op log is complete so far (asked afresh: a hook on a
+        newly seen exporter can fail at any time and switches the log off)."""
+        info = uapi.Info()
+        self._ioctl(uapi.Request.DMABUF_PROBE_IOC_INFO, info, None)
+        return bool(info.flags & uapi.HAVE_EXPORTER_LOG)
 
     def bounces(self, device: str) -> bool:
         """Whether ``device`` really sees a separate bounce copy (swiotlb=force)."""
@@ -231,19 +240,44 @@ class ProbeClient:
     def counters(self, dmabuf_fd: int) -> dict[str, int]:
         c = uapi.Counters(fd=dmabuf_fd)
         self._ioctl(uapi.Request.DMABUF_PROBE_IOC_COUNTERS, c, dmabuf_fd)
-        out = {"attachments": c.attachments, "maps": c.maps, "vmap_count": c.vmap_count}
-        if c.kmap_count >= 0:
-            out["kmap_count"] = c.kmap_count
-        return out
+        # vmap_count is the dma-buf core's vmapping_counter: the exporter's own
+        # counts are private to it (its calls show in dma_events(EXPORTER_LOG)).
+        return {"attachments": c.attachments, "maps": c.maps, "vmap_count": c.vmap_count}
 
     def dma_events(self, device: str | None = None, clear: bool = True) -> list[DmaEvent]:
+        """The DMA-API calls made on ``device`` (None: every probe device), or with
+        ``device=EXPORTER_LOG`` the exporter's own vmap/vunmap/begin/end_cpu_access
+        calls, oldest first.
+
+        Raises ``EventsDropped`` when the log lost events since it was last read
+        empty: a partial log must not pass for the whole story.
+        """
         if not self.has_event_log:
             raise NotAvailableOnTarget(
                 "the probe has no DMA event log on this kernel: it needs CONFIG_KPROBES "
                 "(see dmesg for the symbol it could not probe)"
             )
+        raw, dropped = self._read_events(device, clear)
+        if dropped:
+            log = "exporter-op log" if device == EXPORTER_LOG else "DMA event log"
+            raise EventsDropped.of(dropped, log)
+        return [self._event(e) for e in raw]
+
+    def clear_events(self) -> None:
+        """Empty both logs (drops included), as at the start of a case."""
+        if not self.has_event_log:
+            return
+        self._read_events(None, True)
+        try:
+            self._read_events(EXPORTER_LOG, True)
+        except NotAvailableOnTarget:
+            pass  # no exporter-op log: nothing to clear
+
+    def _read_events(self, device: str | None, clear: bool) -> tuple[list[Any], int]:
         index = uapi.ALL_DEVICES
-        if device is not None:
+        if device == EXPORTER_LOG:
+            index = uapi.EXPORTER_LOG
+        elif device is not None:
             names = [spec.name for spec, *_ in self._devices]
             if device not in names:
                 raise UnknownDevice(self._unknown(device))
@@ -255,18 +289,34 @@ class ProbeClient:
             count=_EVENT_CAPACITY,
             events=ctypes.addressof(events),
         )
-        self._ioctl(uapi.Request.DMABUF_PROBE_IOC_EVENTS, q, device)
-        raw = sorted(events[: q.count], key=lambda e: e.seq)
-        return [
-            DmaEvent(
-                device=self._device_name(e.device),
-                op=uapi.Op(e.op).name,
+        try:
+            fcntl.ioctl(self.fileno(), uapi.Request.DMABUF_PROBE_IOC_EVENTS, q, True)
+        except OSError as e:
+            if device == EXPORTER_LOG and e.errno == errno.EOPNOTSUPP:
+                raise NotAvailableOnTarget(
+                    "the probe's exporter-op log is off: a kprobe on an exporter's "
+                    "vmap/vunmap/begin_cpu_access/end_cpu_access could not be placed "
+                    "(dmesg: 'cannot probe the exporter's ...'), so the log would miss calls"
+                ) from None
+            raise kernel_error(e.errno, "DMABUF_PROBE_IOC_EVENTS", device) from None
+        return sorted(events[: q.count], key=lambda e: e.seq), int(q.dropped)
+
+    def _event(self, e: Any) -> DmaEvent:
+        op = uapi.Op(e.op).name
+        if op.startswith(_EXPORTER_PREFIX):
+            return DmaEvent(
+                device=EXPORTER_LOG,
+                op=op[len(_EXPORTER_PREFIX) :],
                 direction=Direction(e.direction),
                 length=e.length,
-                skip_cpu_sync=bool(e.flags & uapi.EVENT_SKIP_CPU_SYNC),
             )
-            for e in raw
-        ]
+        return DmaEvent(
+            device=self._device_name(e.device),
+            op=op,
+            direction=Direction(e.direction),
+            length=e.length,
+            skip_cpu_sync=bool(e.flags & uapi.EVENT_SKIP_CPU_SYNC),
+        )
 
     def close(self) -> None:
         if self._fd is not None:

@@ -11,15 +11,17 @@ import enum
 
 from conformance.uapi.ioc import IOR, IOW, IOWR
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 MAGIC = 0xDB  # DMABUF_PROBE_IOC_MAGIC
 NAME_LEN = 32
 MAX_RW = 64 << 20
 ALL_DEVICES = 0xFFFFFFFF
+EXPORTER_LOG = 0xFFFFFFFE  # the exporter-op log, not a device
 
 # DMABUF_PROBE_HAVE_*
 HAVE_KMAP = 1 << 0
 HAVE_KPROBES = 1 << 1
+HAVE_EXPORTER_LOG = 1 << 2
 # DMABUF_PROBE_DEV_*
 DEV_COHERENT = 1 << 0
 DEV_BOUNCE = 1 << 1
@@ -119,7 +121,6 @@ class Counters(ctypes.Structure):
         ("attachments", ctypes.c_int64),
         ("maps", ctypes.c_int64),
         ("vmap_count", ctypes.c_int64),
-        ("kmap_count", ctypes.c_int64),
     ]
 
 
@@ -155,6 +156,11 @@ class Op(enum.IntEnum):
     unmap_page = 6
     sync_single_for_cpu = 7
     sync_single_for_device = 8
+    # the exporter's own dma_buf_ops (DMABUF_PROBE_OP_EXPORTER_*)
+    exporter_vmap = 9
+    exporter_vunmap = 10
+    exporter_begin_cpu_access = 11
+    exporter_end_cpu_access = 12
 
 
 class Request(enum.IntEnum):
@@ -205,6 +211,8 @@ CONSTANTS: dict[str, int] = {
     "DMABUF_PROBE_NAME_LEN": NAME_LEN,
     "DMABUF_PROBE_MAX_RW": MAX_RW,
     "DMABUF_PROBE_ALL_DEVICES": ALL_DEVICES,
+    "DMABUF_PROBE_EXPORTER_LOG": EXPORTER_LOG,
+    "DMABUF_PROBE_HAVE_EXPORTER_LOG": HAVE_EXPORTER_LOG,
     "DMABUF_PROBE_HAVE_KMAP": HAVE_KMAP,
     "DMABUF_PROBE_HAVE_KPROBES": HAVE_KPROBES,
     "DMABUF_PROBE_DEV_COHERENT": DEV_COHERENT,

@@ -305,3 +305,31 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def fork_mmap_write(self, buf: int, offset: int, data: bytes) -> None:
         """A forked child maps the inherited buffer fd itself (MAP_SHARED), writes, exits."""
+
+    # -- the process the target runs cases in (not compared with the model) ------------
+    def allocate_in_child(self, exporter: str, size: int) -> str:
+        """Allocate ``size`` bytes in a child process and say how the child ended.
+
+        ``"ok:<size>"`` (the child got a buffer of that size and closed it),
+        ``"errno:<NAME>"`` (the allocation failed, e.g. ``errno:ENOMEM``) or
+        ``"signal:<NAME>"`` (the child was killed, e.g. by the OOM killer).
+        For requests that may take the machine's memory with them: the case
+        sees the outcome, the process serving the target survives.  This
+        default allocates in-process, for targets an allocation cannot take
+        down (the model).
+        """
+        from conformance.errors import KernelError
+
+        try:
+            buf = self.allocate(exporter, size)
+        except KernelError as e:
+            return f"errno:{e.errno_name}"
+        got = self.buffer_size(buf)
+        self.close(buf)
+        return f"ok:{got}"
+
+    def set_fd_limit(self, soft: int) -> int:
+        """Set the soft RLIMIT_NOFILE of the process holding the target's fds; returns the old."""
+        from conformance.errors import NotAvailableOnTarget
+
+        raise NotAvailableOnTarget(f"{self.name}: the fd limit cannot be changed here")

@@ -48,6 +48,7 @@ from conformance.records import (
     Direction,
     DmaEvent,
     ExporterInfo,
+    Instrument,
     KernelHealth,
     SgSegment,
     TargetInfo,
@@ -196,7 +197,112 @@ class LocalTarget(Target):
             probe_loaded=os.path.exists(self.probe_path),
             extra=extra,
             page_size=mmap.PAGESIZE,
+            instruments=self.instruments(u.machine),
         )
+
+    def instruments(self, machine: str | None = None) -> dict[str, Instrument]:
+        """Each of ``records.INSTRUMENTS``: whether this kernel has it, and how that was seen.
+
+        Looked at, not assumed: the probe answering its INFO ioctl, its kprobes
+        placed, the non-coherent device bouncing, the DMA-API debug directory,
+        kmsg opened, bufinfo readable.  A missing one says what to do about it.
+        """
+        machine = machine or os.uname().machine
+        out: dict[str, Instrument] = {}
+        try:
+            probe = self._probe_client()
+        except SetupError as e:
+            probe = None
+            out["probe"] = Instrument(False, str(e))
+        if probe is not None:
+            from conformance.probe.uapi import ABI_VERSION  # the client imported it already
+
+            out["probe"] = Instrument(
+                True,
+                f"{self.probe_path} (probe ABI {ABI_VERSION}, module built for "
+                f"{_kernel_version(probe.kernel_version)})",
+            )
+            out["dma_event_log"] = self._event_log_instrument(probe)
+            out["swiotlb_bounce"] = self._bounce_instrument(probe, machine)
+        else:
+            why = "needs the probe module, which is not loaded"
+            out["dma_event_log"] = Instrument(False, why)
+            out["swiotlb_bounce"] = Instrument(False, why)
+        out["dma_api_debug"] = self._dma_api_debug_instrument()
+        out["kmsg"] = (
+            Instrument(True, f"{self._kmsg.path} read after every case")
+            if self._kmsg.available
+            else Instrument(False, f"cannot open {self._kmsg.path} (needs root, no container)")
+        )
+        try:
+            n = self.live_buffers()
+            out["debugfs_bufinfo"] = Instrument(
+                True, f"{os.path.join(self.debugfs, 'dma_buf', 'bufinfo')} ({n} buffers now)"
+            )
+        except SetupError as e:
+            out["debugfs_bufinfo"] = Instrument(False, str(e))
+        return out
+
+    @staticmethod
+    def _event_log_instrument(probe: Any) -> Instrument:
+        if not probe.has_event_log:
+            return Instrument(
+                False,
+                "the probe placed no kprobes (CONFIG_KPROBES off, event_log=0, or a DMA-API "
+                "entry point could not be probed: see dmesg)",
+            )
+        try:
+            exporter_ops = probe.exporter_log_live()
+        except (KernelError, SetupError):
+            exporter_ops = False
+        ops = (
+            "and on the exporters' vmap/vunmap/begin/end_cpu_access"
+            if exporter_ops
+            else "(exporter-op log off: a hook on an exporter's op failed, see dmesg)"
+        )
+        return Instrument(True, f"kprobes on the DMA-API entry points {ops}")
+
+    @staticmethod
+    def _bounce_instrument(probe: Any, machine: str) -> Instrument:
+        try:
+            bounces = probe.bounces("noncoherent")
+        except SetupError as e:
+            return Instrument(False, str(e))
+        if bounces:
+            return Instrument(True, "the non-coherent probe devices bounce (swiotlb=force)")
+        if machine not in ("x86_64", "i686", "i386"):
+            # The probe marks its non-coherent devices dma_coherent=false there:
+            # the DMA API does real cache maintenance, a missing one shows in data.
+            return Instrument(True, f"real cache maintenance on {machine}")
+        return Instrument(
+            False,
+            f"{machine} DMA snoops the CPU caches and the kernel was not booted with "
+            "swiotlb=force: a missing cache maintenance call does not show in the data",
+        )
+
+    def _dma_api_debug_instrument(self) -> Instrument:
+        where = os.path.join(self.debugfs, "dma-api")
+        if not os.path.isdir(where):
+            try:
+                self._mount_debugfs()
+            except SetupError:
+                pass
+        if not os.path.isdir(where):
+            return Instrument(
+                False, f"no {where} (CONFIG_DMA_API_DEBUG off, or debugfs not mounted)"
+            )
+        try:
+            with open(os.path.join(where, "disabled")) as f:
+                disabled = f.read().strip()
+        except OSError as e:
+            return Instrument(False, f"cannot read {where}/disabled: {e.strerror}")
+        if disabled not in ("N", "0"):
+            return Instrument(
+                False,
+                f"{where}/disabled says {disabled!r}: DMA-API debug switched itself off "
+                "(out of entries, or dma_debug=off on the command line)",
+            )
+        return Instrument(True, f"{where} (error_count read after every case)")
 
     def _dma_platform(self, machine: str) -> str:
         """Which ``conformance.targets.model.PLATFORMS`` entry this machine behaves like.
@@ -289,13 +395,13 @@ class LocalTarget(Target):
                 self._quietly(os.close, fd)
         if probe is not None:
             # The teardown above made DMA calls too: the next case starts with an empty log.
-            self._quietly(probe.dma_events, None, True)
+            self._quietly(probe.clear_events)
 
     @staticmethod
     def _quietly(func: Any, *args: Any) -> None:
         try:
             func(*args)
-        except (KernelError, OSError):
+        except (KernelError, OSError, SetupError):
             pass
 
     def shutdown(self) -> None:
@@ -476,8 +582,12 @@ class LocalTarget(Target):
         del self._kmaps[kmap]
 
     def counters(self, buf: int) -> dict[str, int]:
-        fd = self._buf(buf, "counters").fd
-        return dict(self._probe_client().counters(fd))
+        dmabuf = self._buf(buf, "counters")
+        out = dict(self._probe_client().counters(dmabuf.fd))
+        mappings = _kernel_mappings(dmabuf.size, mmap.PAGESIZE)
+        if mappings is not None:
+            out["kernel_mappings"] = mappings
+        return out
 
     def dma_events(self, device: str | None = None, *, clear: bool = True) -> list[DmaEvent]:
         return list(self._probe_client().dma_events(device, clear))
@@ -546,6 +656,59 @@ class LocalTarget(Target):
         dmabuf = self._buf(buf, "fork_mmap_write")
         _in_child("fork_mmap_write", lambda: dmabuf.mmap().write(offset, bytes(data)))
 
+    # -- the process itself ------------------------------------------------------------
+    def allocate_in_child(self, exporter: str, size: int) -> str:
+        """See ``Target.allocate_in_child``: a forked child allocates, this process waits.
+
+        The child volunteers for the OOM killer (oom_score_adj 1000): the pages
+        of a dma-buf being built are charged to no process, so without it the
+        killer may pick the parent, which is the guest agent.
+        """
+        e = self.exporter(exporter)
+        oom_kills = _oom_kills()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child's coverage is not collected
+            code = _CHILD_OTHER_ERROR
+            faulthandler.disable()  # a kill here is an answer for the parent
+            try:
+                try:
+                    with open("/proc/self/oom_score_adj", "w") as f:
+                        f.write("1000")
+                except OSError:
+                    pass  # not fatal: the outcome still says how the child ended
+                dmabuf = e.allocate(size)
+                code = 0 if dmabuf.size == size else _CHILD_WRONG_SIZE
+                dmabuf.close()
+            except KernelError as err:
+                code = err.errno if 0 < err.errno < _CHILD_OTHER_ERROR else _CHILD_OTHER_ERROR
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status):
+            name = signal.Signals(os.WTERMSIG(status)).name
+            after = _oom_kills()
+            if after > oom_kills >= 0:
+                name += f" by the OOM killer (/proc/vmstat oom_kill {oom_kills} -> {after})"
+            return f"signal:{name}"
+        code = os.WEXITSTATUS(status)
+        if code == 0:
+            return f"ok:{size}"
+        if code == _CHILD_WRONG_SIZE:
+            return "ok:wrong-size"
+        if code == _CHILD_OTHER_ERROR:
+            return "error:the child failed before or after the allocation"
+        return f"errno:{errno.errorcode.get(code, str(code))}"
+
+    def set_fd_limit(self, soft: int) -> int:
+        import resource
+
+        old, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        except (ValueError, OSError) as e:
+            raise SetupError(f"cannot set RLIMIT_NOFILE to {soft} (hard {hard}): {e}") from None
+        return old
+
     # -- leak checks -------------------------------------------------------------------
     def live_buffers(self) -> int:
         bufinfo = os.path.join(self.debugfs, "dma_buf", "bufinfo")
@@ -565,8 +728,9 @@ class LocalTarget(Target):
         return int(m.group(1))
 
     def _mount_debugfs(self) -> None:
-        if os.path.ismount(self.debugfs):
-            return  # mounted, but no dma_buf dir: reading bufinfo will explain
+        if os.path.ismount(self.debugfs) or self.debugfs != DEBUGFS:
+            # mounted, but no dma_buf dir, or a stand-in tree (tests): reading will explain
+            return
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         if libc.mount(b"debugfs", self.debugfs.encode(), b"debugfs", 0, None) != 0:
             err = ctypes.get_errno()
@@ -580,6 +744,9 @@ class LocalTarget(Target):
 _UDMABUF_FLAGS_CLOEXEC = 0x01  # include/uapi/linux/udmabuf.h
 # What a child reports by exit status: 0 done, 1 the write raised (its errno is lost).
 _CHILD_RAISED = 1
+# allocate_in_child: exit status 0 ok, an errno, or one of these (above every errno)
+_CHILD_WRONG_SIZE = 254
+_CHILD_OTHER_ERROR = 255
 
 
 def _memfd_at(fds: list[int], index: int, op: str) -> int:
@@ -617,6 +784,49 @@ def _in_child(op: str, action: Any) -> None:
         raise kernel_error(errno.EFAULT, op, f"the child was killed by {signal.Signals(sig).name}")
     if os.WEXITSTATUS(status) != 0:
         raise kernel_error(errno.EFAULT, op, "the child's write failed")
+
+
+def _kernel_version(code: int) -> str:
+    """LINUX_VERSION_CODE as a.b.c."""
+    return f"{code >> 16}.{(code >> 8) & 0xFF}.{code & 0xFF}"
+
+
+_VMALLOCINFO = "/proc/vmallocinfo"
+
+
+def _kernel_mappings(size: int, page: int) -> int | None:
+    """Kernel virtual mappings of ``size`` bytes now: vmap() areas (with their
+    guard page) and vm_map_ram() ones, from /proc/vmallocinfo; None if unreadable.
+
+    Keyed by size only, so cases use an unusual page count; vm_map_ram
+    mappings of 64 pages or fewer live in per-CPU blocks and are not listed.
+    """
+    try:
+        with open(_VMALLOCINFO) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    sizes = {size, size + page}
+    count = 0
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 2 or not fields[1].isdigit() or int(fields[1]) not in sizes:
+            continue
+        if "vmap" in fields[2:] or "vm_map_ram" in fields[2:]:
+            count += 1
+    return count
+
+
+def _oom_kills() -> int:
+    """oom_kill from /proc/vmstat (4.13+): how many tasks the OOM killer ended; -1 unknown."""
+    try:
+        with open("/proc/vmstat") as f:
+            for line in f:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return -1
 
 
 def _mem_total_bytes() -> int:

@@ -235,3 +235,9 @@ class QemuTarget(Target):
 
     def fork_mmap_write(self, buf: int, offset: int, data: bytes) -> None:
         self.call("fork_mmap_write", buf, offset, data)
+
+    def allocate_in_child(self, exporter: str, size: int) -> str:
+        return self.call("allocate_in_child", exporter, size)
+
+    def set_fd_limit(self, soft: int) -> int:
+        return self.call("set_fd_limit", soft)

@@ -61,16 +61,21 @@ typedef struct dma_buf_map probe_vmap_t;
 
 #define PROBE_EVENT_SLOTS 4096
 
+/* An event ring, filled from kprobe context. */
+struct probe_ring {
+	spinlock_t lock;
+	u32 index;		/* what events[].device says */
+	struct dmabuf_probe_event events[PROBE_EVENT_SLOTS];
+	unsigned int head, count, dropped;
+};
+
 struct probe_device {
 	const char *name;
 	bool coherent;
 	unsigned int max_segment;	/* 0: no limit */
 	struct platform_device *pdev;
 	struct device *dev;
-	/* Event ring, filled from kprobe context. */
-	spinlock_t lock;
-	struct dmabuf_probe_event events[PROBE_EVENT_SLOTS];
-	unsigned int head, count, dropped;
+	struct probe_ring ring;
 };
 
 /* Names and properties mirror conformance.records.STANDARD_DEVICES. */
@@ -108,28 +113,31 @@ static struct probe_device *probe_device_by_name(const char *name)
 	return NULL;
 }
 
-static void probe_record(struct probe_device *pd, u32 op, u32 dir, u64 length,
+/* The exporter's own dma_buf_ops calls, whatever device (if any) they are for. */
+static struct probe_ring probe_exporter_ring = { .index = DMABUF_PROBE_EXPORTER_LOG };
+
+static void probe_record(struct probe_ring *r, u32 op, u32 dir, u64 length,
 			 unsigned long attrs)
 {
 	struct dmabuf_probe_event *ev;
 	unsigned long flags;
 
-	spin_lock_irqsave(&pd->lock, flags);
-	if (pd->count == PROBE_EVENT_SLOTS) {
+	spin_lock_irqsave(&r->lock, flags);
+	if (r->count == PROBE_EVENT_SLOTS) {
 		/* Keep the oldest: a case reads its log from the start. */
-		pd->dropped++;
+		r->dropped++;
 	} else {
-		ev = &pd->events[(pd->head + pd->count) % PROBE_EVENT_SLOTS];
+		ev = &r->events[(r->head + r->count) % PROBE_EVENT_SLOTS];
 		ev->seq = atomic64_inc_return(&probe_seq);
 		ev->length = length;
-		ev->device = pd - probe_devices;
+		ev->device = r->index;
 		ev->op = op;
 		ev->direction = dir;
 		ev->flags = (attrs & DMA_ATTR_SKIP_CPU_SYNC) ?
 			    DMABUF_PROBE_EVENT_SKIP_CPU_SYNC : 0;
-		pd->count++;
+		r->count++;
 	}
-	spin_unlock_irqrestore(&pd->lock, flags);
+	spin_unlock_irqrestore(&r->lock, flags);
 }
 
 /* ---- the DMA event log: kprobes on the exported DMA API ----------------- */
@@ -185,7 +193,7 @@ static int probe_hook_pre(struct kprobe *kp, struct pt_regs *regs)
 	dir = (u32)regs_get_kernel_argument(regs, h->dir_arg);
 	if (h->attrs_arg >= 0)
 		attrs = regs_get_kernel_argument(regs, h->attrs_arg);
-	probe_record(pd, h->op, dir, length, attrs);
+	probe_record(&pd->ring, h->op, dir, length, attrs);
 	return 0;
 }
 
@@ -252,6 +260,104 @@ static void probe_register_hooks(void)
 	/* A log that misses the core calls would lie by omission: drop it. */
 	if (!probe_kprobes_live)
 		probe_unregister_hooks();
+}
+
+/* ---- the exporter-op log: kprobes on the exporter's own dma_buf_ops ------ */
+
+/*
+ * The dma-buf core stands between an importer and the exporter: 6.1's
+ * dma_buf_vmap counts users itself and calls ops->vmap only for the first,
+ * dma_buf_vunmap calls ops->vunmap only for the last.  What the exporter is
+ * asked to do (and so whether it balances its own mappings) is only visible
+ * at its ops, so the probe places kprobes there.  The ops table is known
+ * once an ioctl names a buffer, so hooks are placed lazily, once per
+ * function, and logged for every buffer of that exporter.
+ */
+#define PROBE_OP_HOOK_SLOTS 32
+
+struct probe_op_hook {
+	void *fn;		/* the op's address as the ops table holds it */
+	u32 op;
+	struct kprobe kp;
+	bool registered;
+};
+
+static struct probe_op_hook probe_op_hooks[PROBE_OP_HOOK_SLOTS];
+static unsigned int probe_op_hooks_used;
+/* A hook could not be placed: the exporter-op log would miss calls, so it is off. */
+static bool probe_exporter_log_broken;
+static DEFINE_MUTEX(probe_op_hooks_lock);
+
+static int probe_op_pre(struct kprobe *kp, struct pt_regs *regs)
+{
+	struct probe_op_hook *h = container_of(kp, struct probe_op_hook, kp);
+	struct dma_buf *buf = (struct dma_buf *)regs_get_kernel_argument(regs, 0);
+	u32 dir = DMA_NONE;
+
+	/* begin/end_cpu_access(dmabuf, direction); vmap/vunmap(dmabuf, map) */
+	if (h->op == DMABUF_PROBE_OP_EXPORTER_BEGIN_CPU_ACCESS ||
+	    h->op == DMABUF_PROBE_OP_EXPORTER_END_CPU_ACCESS)
+		dir = (u32)regs_get_kernel_argument(regs, 1);
+	probe_record(&probe_exporter_ring, h->op, dir, buf ? buf->size : 0, 0);
+	return 0;
+}
+
+static void probe_hook_op(void *fn, u32 op)
+{
+	struct probe_op_hook *h;
+	unsigned int i;
+	int ret;
+
+	if (!fn)
+		return;	/* the exporter has no such op: there is nothing to miss */
+	for (i = 0; i < probe_op_hooks_used; i++)
+		if (probe_op_hooks[i].fn == fn)
+			return;
+	if (probe_op_hooks_used == PROBE_OP_HOOK_SLOTS) {
+		pr_warn("no slot left to probe %ps: exporter-op log disabled\n", fn);
+		probe_exporter_log_broken = true;
+		return;
+	}
+	h = &probe_op_hooks[probe_op_hooks_used++];
+	h->fn = fn;
+	h->op = op;
+	memset(&h->kp, 0, sizeof(h->kp));
+	h->kp.addr = (kprobe_opcode_t *)fn;
+	h->kp.pre_handler = probe_op_pre;
+	ret = register_kprobe(&h->kp);
+	h->registered = !ret;
+	if (ret) {
+		pr_warn("cannot probe the exporter's %ps (%d): exporter-op log disabled\n",
+			fn, ret);
+		probe_exporter_log_broken = true;
+	}
+}
+
+/* Log the exporter of @buf from now on (a no-op once its ops are hooked). */
+static void probe_watch_exporter(struct dma_buf *buf)
+{
+	const struct dma_buf_ops *ops = buf->ops;
+
+	if (!probe_kprobes_live)
+		return;
+	mutex_lock(&probe_op_hooks_lock);
+	probe_hook_op((void *)ops->vmap, DMABUF_PROBE_OP_EXPORTER_VMAP);
+	probe_hook_op((void *)ops->vunmap, DMABUF_PROBE_OP_EXPORTER_VUNMAP);
+	probe_hook_op((void *)ops->begin_cpu_access, DMABUF_PROBE_OP_EXPORTER_BEGIN_CPU_ACCESS);
+	probe_hook_op((void *)ops->end_cpu_access, DMABUF_PROBE_OP_EXPORTER_END_CPU_ACCESS);
+	mutex_unlock(&probe_op_hooks_lock);
+}
+
+static void probe_unhook_ops(void)
+{
+	unsigned int i;
+
+	mutex_lock(&probe_op_hooks_lock);
+	for (i = 0; i < probe_op_hooks_used; i++)
+		if (probe_op_hooks[i].registered)
+			unregister_kprobe(&probe_op_hooks[i].kp);
+	probe_op_hooks_used = 0;
+	mutex_unlock(&probe_op_hooks_lock);
 }
 
 /* ---- per-file objects ---------------------------------------------------- */
@@ -377,9 +483,14 @@ static int probe_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
+/*
+ * BIDIRECTIONAL, TO_DEVICE or FROM_DEVICE.  DMA_NONE (3) is a debugging
+ * value: dma_map_sg_attrs and friends BUG_ON(!valid_dma_direction(dir)),
+ * so passing it on would take the machine down.
+ */
 static bool valid_direction(u32 dir)
 {
-	return dir <= DMA_NONE;
+	return dir == DMA_BIDIRECTIONAL || dir == DMA_TO_DEVICE || dir == DMA_FROM_DEVICE;
 }
 
 /* ---- device views -------------------------------------------------------- */
@@ -467,6 +578,8 @@ static int probe_ioc_info(void __user *arg)
 		info.flags |= DMABUF_PROBE_HAVE_KMAP;
 	if (probe_kprobes_live)
 		info.flags |= DMABUF_PROBE_HAVE_KPROBES;
+	if (probe_kprobes_live && !probe_exporter_log_broken)
+		info.flags |= DMABUF_PROBE_HAVE_EXPORTER_LOG;
 	return copy_to_user(arg, &info, sizeof(info)) ? -EFAULT : 0;
 }
 
@@ -490,7 +603,7 @@ static int probe_ioc_device_info(void __user *arg)
 	if (copy_from_user(&di, arg, sizeof(di)))
 		return -EFAULT;
 	if (di.index >= NUM_PROBE_DEVICES)
-		return -ENOENT;
+		return -EINVAL;
 	pd = &probe_devices[di.index];
 	memset(di.name, 0, sizeof(di.name));
 	strscpy(di.name, pd->name, sizeof(di.name));
@@ -514,10 +627,12 @@ static int probe_ioc_attach(struct probe_file *pf, void __user *arg)
 
 	if (copy_from_user(&a, arg, sizeof(a)))
 		return -EFAULT;
-	a.device[DMABUF_PROBE_NAME_LEN - 1] = 0;
+	/* An unterminated name is refused, not cut to a name that may exist. */
+	if (!memchr(a.device, 0, sizeof(a.device)))
+		return -EINVAL;
 	pd = probe_device_by_name(a.device);
 	if (!pd)
-		return -ENODEV;
+		return -EINVAL;
 	pa = kzalloc(sizeof(*pa), GFP_KERNEL);
 	if (!pa)
 		return -ENOMEM;
@@ -527,6 +642,7 @@ static int probe_ioc_attach(struct probe_file *pf, void __user *arg)
 		ret = PTR_ERR(pa->buf);
 		goto err_free;
 	}
+	probe_watch_exporter(pa->buf);
 	pa->att = dma_buf_attach(pa->buf, pd->dev);
 	if (IS_ERR(pa->att)) {
 		ret = PTR_ERR(pa->att);
@@ -561,9 +677,11 @@ static int probe_ioc_detach(struct probe_file *pf, void __user *arg)
 
 	if (copy_from_user(&h, arg, sizeof(h)))
 		return -EFAULT;
+	if (h.pad)
+		return -EINVAL;
 	pa = idr_remove(&pf->attachments, h.id);
 	if (!pa)
-		return -ENOENT;
+		return -EINVAL;
 	probe_free_attachment(pa);
 	return 0;
 }
@@ -576,11 +694,11 @@ static int probe_ioc_map(struct probe_file *pf, void __user *arg, bool map)
 
 	if (copy_from_user(&m, arg, sizeof(m)))
 		return -EFAULT;
-	if (!valid_direction(m.direction))
+	if (!valid_direction(m.direction) || m.pad)
 		return -EINVAL;
 	pa = idr_find(&pf->attachments, m.id);
 	if (!pa)
-		return -ENOENT;
+		return -EINVAL;
 	if (!map) {
 		if (!pa->sgt)
 			return -EINVAL;
@@ -616,9 +734,7 @@ static int probe_ioc_sg(struct probe_file *pf, void __user *arg)
 	if (copy_from_user(&q, arg, sizeof(q)))
 		return -EFAULT;
 	pa = idr_find(&pf->attachments, q.id);
-	if (!pa)
-		return -ENOENT;
-	if (!pa->sgt)
+	if (!pa || !pa->sgt)
 		return -EINVAL;
 	out = u64_to_user_ptr(q.segments);
 	for_each_sgtable_dma_sg(pa->sgt, sg, i) {
@@ -640,9 +756,11 @@ static int probe_ioc_device_rw(struct probe_file *pf, void __user *arg, bool wri
 
 	if (copy_from_user(&rw, arg, sizeof(rw)))
 		return -EFAULT;
+	if (rw.pad)
+		return -EINVAL;
 	pa = idr_find(&pf->attachments, rw.id);
 	if (!pa)
-		return -ENOENT;
+		return -EINVAL;
 	if (rw.length > DMABUF_PROBE_MAX_RW || rw.offset + rw.length < rw.offset ||
 	    rw.offset + rw.length > pa->buf->size)
 		return -EINVAL;
@@ -662,6 +780,7 @@ static int probe_ioc_cpu_access(void __user *arg, bool begin)
 	buf = dma_buf_get(c.fd);
 	if (IS_ERR(buf))
 		return PTR_ERR(buf);
+	probe_watch_exporter(buf);
 	ret = begin ? dma_buf_begin_cpu_access(buf, c.direction) :
 		      dma_buf_end_cpu_access(buf, c.direction);
 	dma_buf_put(buf);
@@ -685,6 +804,7 @@ static int probe_ioc_vmap(struct probe_file *pf, void __user *arg)
 		kfree(pv);
 		return ret;
 	}
+	probe_watch_exporter(pv->buf);
 #if PROBE_VMAP_PTR
 	pv->vaddr = dma_buf_vmap(pv->buf);
 	ret = pv->vaddr ? 0 : -ENOMEM;
@@ -726,9 +846,11 @@ static int probe_ioc_vunmap(struct probe_file *pf, void __user *arg)
 
 	if (copy_from_user(&h, arg, sizeof(h)))
 		return -EFAULT;
+	if (h.pad)
+		return -EINVAL;
 	pv = idr_remove(&pf->vmaps, h.id);
 	if (!pv)
-		return -ENOENT;
+		return -EINVAL;
 	probe_free_vmap(pv);
 	return 0;
 }
@@ -741,9 +863,11 @@ static int probe_ioc_vmap_rw(struct probe_file *pf, void __user *arg, bool write
 
 	if (copy_from_user(&rw, arg, sizeof(rw)))
 		return -EFAULT;
+	if (rw.pad)
+		return -EINVAL;
 	pv = idr_find(&pf->vmaps, rw.id);
 	if (!pv)
-		return -ENOENT;
+		return -EINVAL;
 	if (rw.length > DMABUF_PROBE_MAX_RW || rw.offset + rw.length < rw.offset ||
 	    rw.offset + rw.length > pv->buf->size)
 		return -EINVAL;
@@ -762,6 +886,8 @@ static int probe_ioc_kmap(struct probe_file *pf, void __user *arg)
 
 	if (copy_from_user(&k, arg, sizeof(k)))
 		return -EFAULT;
+	if (k.pad)
+		return -EINVAL;
 	pk = kzalloc(sizeof(*pk), GFP_KERNEL);
 	if (!pk)
 		return -ENOMEM;
@@ -770,6 +896,11 @@ static int probe_ioc_kmap(struct probe_file *pf, void __user *arg)
 		id = PTR_ERR(pk->buf);
 		kfree(pk);
 		return id;
+	}
+	if (k.page >= PAGE_ALIGN(pk->buf->size) >> PAGE_SHIFT) {
+		dma_buf_put(pk->buf);
+		kfree(pk);
+		return -EINVAL;
 	}
 	pk->page = k.page;
 	pk->vaddr = dma_buf_kmap(pk->buf, k.page);
@@ -805,9 +936,11 @@ static int probe_ioc_kunmap(struct probe_file *pf, void __user *arg)
 		return -EOPNOTSUPP;
 	if (copy_from_user(&h, arg, sizeof(h)))
 		return -EFAULT;
+	if (h.pad)
+		return -EINVAL;
 	pk = idr_remove(&pf->kmaps, h.id);
 	if (!pk)
-		return -ENOENT;
+		return -EINVAL;
 	probe_free_kmap(pk);
 	return 0;
 }
@@ -822,9 +955,12 @@ static int probe_ioc_counters(struct probe_file *pf, void __user *arg)
 
 	if (copy_from_user(&c, arg, sizeof(c)))
 		return -EFAULT;
+	if (c.pad)
+		return -EINVAL;
 	buf = dma_buf_get(c.fd);
 	if (IS_ERR(buf))
 		return PTR_ERR(buf);
+	probe_watch_exporter(buf);
 	c.attachments = 0;
 	dma_resv_lock(buf->resv, NULL);
 	list_for_each_entry(att, &buf->attachments, node)
@@ -835,9 +971,31 @@ static int probe_ioc_counters(struct probe_file *pf, void __user *arg)
 		if (pa->buf == buf && pa->sgt)
 			c.maps++;
 	c.vmap_count = READ_ONCE(buf->vmapping_counter);
-	c.kmap_count = -1;
 	dma_buf_put(buf);
 	return copy_to_user(arg, &c, sizeof(c)) ? -EFAULT : 0;
+}
+
+/* Copy up to @room events of @r into @batch (clearing them if asked); adds its drops. */
+static unsigned int probe_ring_take(struct probe_ring *r, struct dmabuf_probe_event *batch,
+				    unsigned int room, bool clear, unsigned int *dropped)
+{
+	unsigned long flags;
+	unsigned int take, i;
+
+	spin_lock_irqsave(&r->lock, flags);
+	take = min(r->count, room);
+	for (i = 0; i < take; i++)
+		batch[i] = r->events[(r->head + i) % PROBE_EVENT_SLOTS];
+	*dropped += r->dropped;
+	if (clear) {
+		r->head = (r->head + take) % PROBE_EVENT_SLOTS;
+		r->count -= take;
+		/* Drops are reported until the log they happened to is read empty. */
+		if (!r->count)
+			r->dropped = 0;
+	}
+	spin_unlock_irqrestore(&r->lock, flags);
+	return take;
 }
 
 static int probe_ioc_events(void __user *arg)
@@ -845,40 +1003,34 @@ static int probe_ioc_events(void __user *arg)
 	struct dmabuf_probe_events q;
 	struct dmabuf_probe_event __user *out;
 	struct dmabuf_probe_event *batch;
-	unsigned int n = 0, dropped = 0, i, d;
-	unsigned long flags;
+	unsigned int n = 0, dropped = 0, d;
+	bool clear, exporter;
 	int ret = 0;
 
 	if (copy_from_user(&q, arg, sizeof(q)))
 		return -EFAULT;
-	if (q.device != DMABUF_PROBE_ALL_DEVICES && q.device >= NUM_PROBE_DEVICES)
-		return -ENOENT;
+	exporter = q.device == DMABUF_PROBE_EXPORTER_LOG;
+	if (q.device != DMABUF_PROBE_ALL_DEVICES && !exporter && q.device >= NUM_PROBE_DEVICES)
+		return -EINVAL;
 	if (q.flags & ~DMABUF_PROBE_EVENTS_CLEAR)
 		return -EINVAL;
+	if (exporter && (!probe_kprobes_live || probe_exporter_log_broken))
+		return -EOPNOTSUPP;	/* a log with holes must not read as "no call made" */
+	clear = q.flags & DMABUF_PROBE_EVENTS_CLEAR;
 	q.count = min_t(u32, q.count, PROBE_EVENT_SLOTS * NUM_PROBE_DEVICES);
 	batch = kvmalloc_array(q.count ? q.count : 1, sizeof(*batch), GFP_KERNEL);
 	if (!batch)
 		return -ENOMEM;
-	/* Per device in order; user space merges by seq. */
-	for (d = 0; d < NUM_PROBE_DEVICES; d++) {
-		struct probe_device *pd = &probe_devices[d];
-		unsigned int take;
-
-		if (q.device != DMABUF_PROBE_ALL_DEVICES && q.device != d)
-			continue;
-		spin_lock_irqsave(&pd->lock, flags);
-		take = min(pd->count, q.count - n);
-		for (i = 0; i < take; i++)
-			batch[n + i] = pd->events[(pd->head + i) % PROBE_EVENT_SLOTS];
-		dropped += pd->dropped;
-		if (q.flags & DMABUF_PROBE_EVENTS_CLEAR) {
-			pd->head = (pd->head + take) % PROBE_EVENT_SLOTS;
-			pd->count -= take;
-			if (!pd->count)
-				pd->dropped = 0;
+	if (exporter) {
+		n = probe_ring_take(&probe_exporter_ring, batch, q.count, clear, &dropped);
+	} else {
+		/* Per device in order; user space merges by seq. */
+		for (d = 0; d < NUM_PROBE_DEVICES; d++) {
+			if (q.device != DMABUF_PROBE_ALL_DEVICES && q.device != d)
+				continue;
+			n += probe_ring_take(&probe_devices[d].ring, batch + n, q.count - n,
+					     clear, &dropped);
 		}
-		spin_unlock_irqrestore(&pd->lock, flags);
-		n += take;
 	}
 	out = u64_to_user_ptr(q.events);
 	if (n && copy_to_user(out, batch, n * sizeof(*batch)))
@@ -997,7 +1149,8 @@ static int probe_add_device(struct probe_device *pd, int id)
 {
 	int ret;
 
-	spin_lock_init(&pd->lock);
+	spin_lock_init(&pd->ring.lock);
+	pd->ring.index = id;
 	pd->pdev = platform_device_register_simple("dmabuf_probe", id, NULL, 0);
 	if (IS_ERR(pd->pdev)) {
 		ret = PTR_ERR(pd->pdev);
@@ -1050,6 +1203,7 @@ static int __init probe_init(void)
 			return ret;
 		}
 	}
+	spin_lock_init(&probe_exporter_ring.lock);
 	if (event_log)
 		probe_register_hooks();
 	ret = misc_register(&probe_misc);
@@ -1066,6 +1220,7 @@ static int __init probe_init(void)
 static void __exit probe_exit(void)
 {
 	misc_deregister(&probe_misc);
+	probe_unhook_ops();
 	probe_unregister_hooks();
 	probe_remove_devices();
 }

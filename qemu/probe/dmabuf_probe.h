@@ -10,6 +10,11 @@
  * them and are released when it is closed, so a crashed test run leaves
  * nothing attached.  Every struct has only fixed-size fields, naturally
  * aligned, so 32- and 64-bit user space see the same layout.
+ *
+ * Every value user space passes is checked before it reaches the kernel's
+ * APIs: a direction outside 0..2 (3 is DMA_NONE, which the DMA API BUG_ONs
+ * on), a non-zero pad, an unknown flag, a device index past the end, an
+ * unknown object id, an offset/length outside the buffer: all EINVAL.
  */
 #ifndef _UAPI_DMABUF_PROBE_H
 #define _UAPI_DMABUF_PROBE_H
@@ -17,12 +22,13 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define DMABUF_PROBE_ABI_VERSION 1
+#define DMABUF_PROBE_ABI_VERSION 2
 #define DMABUF_PROBE_NAME_LEN 32
 
 /* DMABUF_PROBE_IOC_INFO: what this build of the module can do. */
 #define DMABUF_PROBE_HAVE_KMAP (1U << 0)	/* dma_buf_kmap exists (< 5.6) */
 #define DMABUF_PROBE_HAVE_KPROBES (1U << 1)	/* DMA event log is live */
+#define DMABUF_PROBE_HAVE_EXPORTER_LOG (1U << 2)	/* exporter-op log is live, no hook failed */
 
 struct dmabuf_probe_info {
 	__u32 abi_version;	/* out: DMABUF_PROBE_ABI_VERSION */
@@ -36,7 +42,7 @@ struct dmabuf_probe_info {
 #define DMABUF_PROBE_DEV_BOUNCE (1U << 1)	/* DMA goes through swiotlb bounce buffers */
 
 struct dmabuf_probe_device_info {
-	__u32 index;		/* in: 0 .. num_devices-1; ENOENT past the end */
+	__u32 index;		/* in: 0 .. num_devices-1; EINVAL past the end */
 	__u32 flags;		/* out: DMABUF_PROBE_DEV_* */
 	__u64 max_segment;	/* out: dma_get_max_seg_size(); 0 = no limit */
 	__u64 segment_boundary;	/* out: boundary mask + 1; 0 = none */
@@ -104,14 +110,17 @@ struct dmabuf_probe_kmap {
 	__u32 pad;		/* must be 0 */
 };
 
-/* Counters of one dma-buf; -1 where the kernel keeps no such counter. */
+/*
+ * Counters of one dma-buf.  Exporters keep their own counts (kmap_cnt,
+ * vmap_cnt) in private structs the probe cannot read; what an exporter does
+ * with them shows in the exporter-op log below instead.
+ */
 struct dmabuf_probe_counters {
 	__s32 fd;		/* in: dma-buf fd */
 	__u32 pad;		/* must be 0 */
 	__s64 attachments;	/* every attachment on the buffer, any importer */
 	__s64 maps;		/* this file's attachments that are mapped now */
-	__s64 vmap_count;	/* dma_buf->vmapping_counter */
-	__s64 kmap_count;	/* -1: not visible from outside the exporter */
+	__s64 vmap_count;	/* dma_buf->vmapping_counter (the dma-buf core's) */
 };
 
 /* DMA event ops. */
@@ -123,6 +132,17 @@ struct dmabuf_probe_counters {
 #define DMABUF_PROBE_OP_UNMAP_PAGE 6
 #define DMABUF_PROBE_OP_SYNC_SINGLE_FOR_CPU 7
 #define DMABUF_PROBE_OP_SYNC_SINGLE_FOR_DEVICE 8
+/*
+ * The exporter's own dma_buf_ops, called by the dma-buf core (kprobes at
+ * dmabuf->ops->vmap etc., placed the first time an ioctl names a buffer of
+ * that exporter).  Logged for any buffer of a watched exporter; device is
+ * DMABUF_PROBE_EXPORTER_LOG, length the buffer's size, direction the CPU
+ * access direction (DMA_NONE for vmap/vunmap).
+ */
+#define DMABUF_PROBE_OP_EXPORTER_VMAP 9
+#define DMABUF_PROBE_OP_EXPORTER_VUNMAP 10
+#define DMABUF_PROBE_OP_EXPORTER_BEGIN_CPU_ACCESS 11
+#define DMABUF_PROBE_OP_EXPORTER_END_CPU_ACCESS 12
 
 #define DMABUF_PROBE_EVENT_SKIP_CPU_SYNC (1U << 0)	/* attrs had DMA_ATTR_SKIP_CPU_SYNC */
 
@@ -135,11 +155,12 @@ struct dmabuf_probe_event {
 	__u32 flags;		/* DMABUF_PROBE_EVENT_* */
 };
 
-#define DMABUF_PROBE_ALL_DEVICES 0xffffffffU
+#define DMABUF_PROBE_ALL_DEVICES 0xffffffffU	/* every probe device, not the exporter log */
+#define DMABUF_PROBE_EXPORTER_LOG 0xfffffffeU	/* the exporter-op log (EOPNOTSUPP if incomplete) */
 #define DMABUF_PROBE_EVENTS_CLEAR (1U << 0)	/* drop the returned events from the log */
 
 struct dmabuf_probe_events {
-	__u32 device;		/* in: device index or DMABUF_PROBE_ALL_DEVICES */
+	__u32 device;		/* in: device index, DMABUF_PROBE_ALL_DEVICES or _EXPORTER_LOG */
 	__u32 flags;		/* in: DMABUF_PROBE_EVENTS_* */
 	__u32 count;		/* in: capacity of events[]; out: events written */
 	__u32 dropped;		/* out: events lost to a full log since the last clear */

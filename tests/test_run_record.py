@@ -56,8 +56,10 @@ def test_the_issue_reproduction_gives_no_stale_verdict(tmp_path):
     assert verdict(tmp_path, "check-run").returncode == 2
 
 
-def test_a_family_deselected_by_m_leaves_the_exporter_incomplete(tmp_path):
-    proc = run_pytest(tmp_path, "cases", "--target=model", "-m", "alloc")
+@pytest.mark.parametrize("xdist", [(), ("-n", "2")], ids=["one process", "xdist"])
+def test_a_family_deselected_by_m_leaves_the_exporter_incomplete(tmp_path, xdist):
+    # Under xdist the plan (what -m left out) comes from the workers.
+    proc = run_pytest(tmp_path, "cases", "--target=model", "-m", "alloc", *xdist)
     assert proc.returncode == 0, proc.stdout[-2000:]
     data = summary_of(tmp_path)
     assert data["run"]["complete"]

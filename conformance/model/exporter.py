@@ -123,7 +123,8 @@ class Exporter:
                 self._vmap_teardown(buf)
             buf.vmap_count = 0
         if buf.misc_sgt is not None and buf.misc_sgt.mapped:
-            self.dma.unmap_sg(buf.misc_sgt, buf.misc_sgt.direction, skip_cpu_sync=True)
+            skip = buf.profile.map_skip_cpu_sync
+            self.dma.unmap_sg(buf.misc_sgt, buf.misc_sgt.direction, skip_cpu_sync=skip)
         if buf.kernel_mapping:
             self._kernel_mapping_put(buf)
         buf.released = True
@@ -266,8 +267,13 @@ class Exporter:
         elif p.cpu_access == "misc-device":
             if buf.misc_sgt is None:
                 buf.misc_sgt = self._new_sgt(buf, UDMABUF_MISC)
-                self.dma.map_sg(buf.misc_sgt, direction, skip_cpu_sync=True)
-            self.dma.sync_for_cpu(buf.misc_sgt, direction)
+                # 5.19+ maps with SKIP_CPU_SYNC and then syncs; before, the map's own
+                # cache maintenance is the first START's only sync (udmabuf.c 5.10)
+                self.dma.map_sg(buf.misc_sgt, direction, skip_cpu_sync=p.map_skip_cpu_sync)
+                if p.map_skip_cpu_sync:
+                    self.dma.sync_for_cpu(buf.misc_sgt, direction)
+            else:
+                self.dma.sync_for_cpu(buf.misc_sgt, direction)
 
     def end_cpu_access(self, buf: ModelBuffer, direction: Direction, op: str) -> None:
         p = buf.profile

@@ -4,17 +4,18 @@ A profile is a set of switches the model's exporter obeys.  ``reference``
 keeps every rule (it is the 6.1 system heap made strict: it also honours the
 importer's DMA constraints).  The ``reference-<kind>`` profiles copy what
 the upstream 6.1 driver of that kind really does where it legitimately
-differs, so a real exporter is compared with its own kind.  Each
+differs, so a real exporter is compared with its own kind.  On another
+kernel release the stand-in is that profile plus the upstream changes of its
+release range (kernel_ranges.py; ``STAND_INS``, chosen by stand_in.py).  Each
 ``faulty-<bug>`` profile is the reference with exactly one rule broken.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable
 
 from conformance.errors import UnknownExporter
-from conformance.records import ExporterInfo
+from conformance.model.kernel_ranges import KINDS, Segment, profiles_for
 
 # The case families a faulty exporter must be caught by (brief's names).
 FAMILIES = (
@@ -73,6 +74,7 @@ class ExporterProfile:
     # the dma-buf file (core code, but a vendor kernel carries its own copy of it)
     name_len_checked: bool = True  # SET_NAME: strndup_user(buf, DMA_BUF_NAME_LEN)
     put_on_fd_failure: bool = True  # a failed fd install drops the new buffer (dma_buf_put)
+    sync_file_ioctls: bool = True  # DMA_BUF_IOCTL_EXPORT/IMPORT_SYNC_FILE (6.0+)
     # fork: the user mapping is inherited by a child (no VM_DONTCOPY)
     mapping_inherited: bool = True
     # udmabuf_create (drivers/dma-buf/udmabuf.c)
@@ -391,8 +393,20 @@ FAULTY: tuple[ExporterProfile, ...] = (
     ),
 )
 
+# Per kernel release range, each kind's stand-in (kernel_ranges.py: the data and its sources).
+# STAND_INS[kind] lists (segment, profile), oldest range first; the 6.1 range is KIND_PROFILES'.
+STAND_INS: dict[str, list[tuple[Segment, ExporterProfile]]] = {
+    kind: profiles_for(kind, KIND_PROFILES[kind]) for kind in KINDS
+}
+
 PROFILES: dict[str, ExporterProfile] = {
-    p.exporter_name: p for p in (REFERENCE, *KIND_PROFILES.values(), *FAULTY)
+    p.exporter_name: p
+    for p in (
+        REFERENCE,
+        *KIND_PROFILES.values(),
+        *(p for ranges in STAND_INS.values() for _, p in ranges),
+        *FAULTY,
+    )
 }
 
 
@@ -426,20 +440,3 @@ def catalogue() -> list[dict[str, str]]:
         }
         for p in FAULTY
     ]
-
-
-def stand_in_for(exporters: Iterable[ExporterInfo]) -> Callable[[str], str]:
-    """Maps an exporter name of a target to the model exporter that shadows it.
-
-    A real exporter is compared with its kind's stand-in; a model exporter
-    (a faulty profile) with the reference of the kind it is built on.
-    """
-    kinds = {e.name: e.kind for e in exporters}
-
-    def stand_in(name: str) -> str:
-        kind = kinds.get(name, "heap")
-        if kind == "model":
-            kind = PROFILES[name].kind if name in PROFILES else "heap"
-        return reference_exporter_for(kind)
-
-    return stand_in

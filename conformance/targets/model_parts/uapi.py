@@ -125,8 +125,13 @@ class DmaBufUapi(FdTable):
         if flags & ~int(SyncFlag.RW) or not flags & int(SyncFlag.RW):
             raise kernel_error(errno.EINVAL, op, flags)
 
+    def _sync_file_ioctl(self, buf: int, op: str) -> None:
+        # dma_buf_ioctl of a kernel before 6.0 does not know the sync-file ioctls
+        if not self._fd(buf, op).buffer.profile.sync_file_ioctls:
+            raise kernel_error(errno.ENOTTY, op, "no sync-file ioctls before 6.0")
+
     def export_sync_file(self, buf: int, flags: int) -> int:
-        self._fd(buf, "DMA_BUF_IOCTL_EXPORT_SYNC_FILE")
+        self._sync_file_ioctl(buf, "DMA_BUF_IOCTL_EXPORT_SYNC_FILE")
         self._sync_file_flags(flags, "DMA_BUF_IOCTL_EXPORT_SYNC_FILE")
         self._check_fd_available("DMA_BUF_IOCTL_EXPORT_SYNC_FILE")
         h = self._handle()  # the model has no pending fences: a signalled stub
@@ -135,7 +140,7 @@ class DmaBufUapi(FdTable):
 
     def import_sync_file(self, buf: int, sync_file: int, flags: int) -> None:
         op = "DMA_BUF_IOCTL_IMPORT_SYNC_FILE"
-        self._fd(buf, op)
+        self._sync_file_ioctl(buf, op)
         self._sync_file_flags(flags, op)
         if sync_file not in self._sync_files:
             raise kernel_error(errno.EINVAL, op, sync_file)

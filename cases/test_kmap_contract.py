@@ -28,9 +28,16 @@ from conformance.skips import not_applicable, not_checked
 
 pytestmark = [pytest.mark.kmap_contract, pytest.mark.kernel_side]
 
-# vmallocinfo lists vm_map_ram mappings only above 64 pages, and counts by
-# size: an odd page count keeps other kernel mappings out of the count.
-MAPPING_PAGES = 83
+# kernel_mappings counts by size: an odd page count keeps other kernel
+# mappings out of the count.  vmallocinfo lists vmap() areas of any size but
+# vm_map_ram() ones only above 64 pages (smaller ones live in per-CPU
+# blocks), so the case about the exporter's vmap (6.12 udmabuf: vm_map_ram)
+# uses more than 64 pages.  KMAP-003 stays below 64 KiB: udmabuf's
+# begin_cpu_access maps the buffer for its own misc device, whose segments
+# may be 64 KiB at most (a DMA-API debug complaint above that, which is not
+# this family's finding).
+VMAP_PAGES = 83
+BEGIN_PAGES = 15
 
 
 def _exporter_ops(target) -> list[str]:
@@ -126,9 +133,10 @@ def test_begin_cpu_access_creates_no_kernel_mapping(target, exporter, pages):
     exporter (ION: ion_buffer_kmap_get in begin_cpu_access) maps the buffer
     in begin_cpu_access.  Seen in the kernel's list of its mappings
     (/proc/vmallocinfo: a new vmap of the buffer's size), since the
-    exporter's count of it is private.
+    exporter's count of it is private.  A mapping made with vm_map_ram of
+    64 pages or fewer is not listed there and would go unseen.
     """
-    buf = target.allocate(exporter.name, pages(MAPPING_PAGES))
+    buf = target.allocate(exporter.name, pages(BEGIN_PAGES))
     before = target.counters(buf)
     if "kernel_mappings" not in before:
         not_checked("the target cannot list the kernel's mappings (/proc/vmallocinfo, root)")
@@ -138,7 +146,7 @@ def test_begin_cpu_access_creates_no_kernel_mapping(target, exporter, pages):
     made = during["kernel_mappings"] - before["kernel_mappings"]
     assert made <= 0, (
         f"begin_cpu_access mapped the buffer into the kernel: {made} new kernel mapping(s) "
-        f"of its {MAPPING_PAGES} pages"
+        f"of its {BEGIN_PAGES} pages"
     )
 
 
@@ -158,7 +166,7 @@ def test_balanced_vmaps_leave_no_kernel_mapping_and_the_buffer_is_freed(
     space, after every vunmap.
     """
     before = target.live_buffers()
-    buf = target.allocate(exporter.name, pages(MAPPING_PAGES))
+    buf = target.allocate(exporter.name, pages(VMAP_PAGES))
     baseline = target.counters(buf)
     target.dma_events(EXPORTER_LOG)
     for _ in range(3):

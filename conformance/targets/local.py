@@ -147,6 +147,7 @@ class LocalTarget(Target):
         self._vmaps: dict[int, int] = {}
         self._kmaps: dict[int, int] = {}
         self._memfds: dict[int, list[int]] = {}  # udmabuf_create buffer -> its memfds
+        self._mapping_base: dict[int, int] = {}  # buffer -> kernel_mappings when first asked
         self._kmsg = KmsgReader(kmsg_path)
         self._dma_api_errors = self._read_dma_api_errors()
 
@@ -396,6 +397,7 @@ class LocalTarget(Target):
         if probe is not None:
             # The teardown above made DMA calls too: the next case starts with an empty log.
             self._quietly(probe.clear_events)
+        self._mapping_base.clear()
 
     @staticmethod
     def _quietly(func: Any, *args: Any) -> None:
@@ -586,7 +588,11 @@ class LocalTarget(Target):
         out = dict(self._probe_client().counters(dmabuf.fd))
         mappings = _kernel_mappings(dmabuf.size, mmap.PAGESIZE)
         if mappings is not None:
-            out["kernel_mappings"] = mappings
+            # Counted by size, so other mappings of that size are in the count:
+            # report what changed since this buffer was first asked about
+            # (cases ask before they map), which is what the model reports.
+            base = self._mapping_base.setdefault(buf, mappings)
+            out["kernel_mappings"] = mappings - base
         return out
 
     def dma_events(self, device: str | None = None, *, clear: bool = True) -> list[DmaEvent]:

@@ -28,6 +28,7 @@
 #include <linux/uaccess.h>
 #include <linux/version.h>
 #include <linux/highmem.h>
+#include <linux/vmalloc.h>
 #ifdef CONFIG_SWIOTLB
 #include <linux/swiotlb.h>
 #endif
@@ -824,6 +825,11 @@ static int probe_ioc_vmap(struct probe_file *pf, void __user *arg)
 		return -EOPNOTSUPP;
 	}
 #endif
+	if (!probe_vmap_vaddr(pv)) {
+		/* "success" without an address (ION's kmap_get on a count driven negative) */
+		probe_free_vmap(pv);
+		return -EFAULT;
+	}
 	id = idr_alloc(&pf->vmaps, pv, 1, 0, GFP_KERNEL);
 	if (id < 0) {
 		probe_free_vmap(pv);
@@ -855,6 +861,25 @@ static int probe_ioc_vunmap(struct probe_file *pf, void __user *arg)
 	return 0;
 }
 
+/*
+ * Whether [@p, @p + @len) of a vmap the probe holds is still mapped.  An
+ * exporter that drops its kernel mapping while a vmap is held (ION's
+ * kmap_cnt driven to zero by an unbalanced end_cpu_access) leaves the probe
+ * a dangling address; copying from it would oops.  The page tables are
+ * cleared at vunmap, so a missing page shows here and the access is EFAULT.
+ */
+static bool probe_vmap_still_mapped(const char *p, u64 len)
+{
+	const char *page;
+
+	if (!len || !is_vmalloc_addr(p))
+		return true;	/* linear-map vmaps (single pages) cannot go away */
+	for (page = PTR_ALIGN_DOWN(p, PAGE_SIZE); page < p + len; page += PAGE_SIZE)
+		if (!vmalloc_to_page(page))
+			return false;
+	return true;
+}
+
 static int probe_ioc_vmap_rw(struct probe_file *pf, void __user *arg, bool write)
 {
 	struct dmabuf_probe_rw rw;
@@ -872,6 +897,8 @@ static int probe_ioc_vmap_rw(struct probe_file *pf, void __user *arg, bool write
 	    rw.offset + rw.length > pv->buf->size)
 		return -EINVAL;
 	p = (char *)probe_vmap_vaddr(pv) + rw.offset;
+	if (!probe_vmap_still_mapped(p, rw.length))
+		return -EFAULT;
 	if (write)
 		return copy_from_user(p, u64_to_user_ptr(rw.data), rw.length) ? -EFAULT : 0;
 	return copy_to_user(u64_to_user_ptr(rw.data), p, rw.length) ? -EFAULT : 0;

@@ -1,0 +1,122 @@
+"""The reworked kernel-side cases fail on a real kernel whose exporter has their bug (slow).
+
+Boots a guest with the probe and qemu/probe/broken_heap/kmap_mutant_heap.ko:
+three copies of the 6.1 system heap, each with one bug of the
+kernel-mapping contract (that file's header says which).  Each case is run
+by calling its function with the guest as target, once on ``heap:system``
+(it passes) and once on its mutant (it fails, and says why).  The model's
+faulty exporters show the same for the model (tests/test_faulty_matrix.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from pathlib import Path
+from types import ModuleType
+from typing import Iterator
+
+import pytest
+
+from conformance.errors import BadAddress, SetupError
+from conformance.qemu.boot import Guest, GuestConfig
+from conformance.qemu.kernel import KernelBuild, ensure_kernel
+from conformance.records import ExporterInfo
+from conformance.targets.qemu import QemuTarget
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+PROBE_DIR = REPO / "qemu" / "probe"
+PAGE = 4096
+
+
+def _case_module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"cases_{name}", REPO / "cases" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuTarget]:
+    try:
+        build: KernelBuild = ensure_kernel(None)
+    except SetupError as exc:
+        pytest.skip(f"no test kernel: {exc}")
+    for make_target in ("modules", "broken_heap"):
+        r = subprocess.run(
+            ["make", "-C", str(PROBE_DIR), f"KDIR={build.kdir}", make_target],
+            capture_output=True,
+            text=True,
+        )
+        if r.returncode != 0:
+            pytest.fail(f"`make {make_target}` failed:\n{(r.stdout + r.stderr)[-2000:]}")
+    workdir = tmp_path_factory.mktemp("mutants")
+    target = QemuTarget(
+        Guest(
+            GuestConfig(
+                kernel=build,
+                probe_modules=(
+                    PROBE_DIR / "dmabuf_probe.ko",
+                    PROBE_DIR / "broken_heap" / "kmap_mutant_heap.ko",
+                ),
+                extra_cmdline=("swiotlb=force",),
+                console_path=workdir / "console.log",
+                name="mutants",
+            ),
+            workdir=workdir,
+        )
+    )
+    target.start()
+    names = {e.name for e in target.exporters()}
+    missing = {"heap:system-beginvmap", "heap:system-endput", "heap:system-vunmapleak"} - names
+    if missing:
+        target.stop()
+        pytest.fail(f"mutant heaps did not register: {missing}")
+    try:
+        yield target
+    finally:
+        target.stop()
+
+
+def _heap(name: str) -> ExporterInfo:
+    return ExporterInfo(f"heap:{name}", "heap")
+
+
+def _pages(n: int) -> int:
+    return n * PAGE
+
+
+def test_kmap_003_catches_a_begin_cpu_access_that_maps_the_buffer(guest: QemuTarget) -> None:
+    case = _case_module("test_kmap_contract").test_begin_cpu_access_creates_no_kernel_mapping
+    case(guest, _heap("system"), _pages)
+    guest.close_all()
+    with pytest.raises(AssertionError, match="begin_cpu_access mapped the buffer into the kernel"):
+        case(guest, _heap("system-beginvmap"), _pages)
+    guest.close_all()
+
+
+def test_kmap_004_catches_a_vunmap_that_leaves_the_mapping(guest: QemuTarget) -> None:
+    case = _case_module("test_kmap_contract")
+    run = case.test_balanced_vmaps_leave_no_kernel_mapping_and_the_buffer_is_freed
+    run(guest, _heap("system"), guest.vmap, _pages)
+    guest.close_all()
+    with pytest.raises(AssertionError, match=r"3 kernel mapping\(s\) of the buffer left"):
+        run(guest, _heap("system-vunmapleak"), guest.vmap, _pages)
+    guest.close_all()
+
+
+def test_negkmap_002_catches_end_cpu_access_unmapping_a_held_vmap(guest: QemuTarget) -> None:
+    """The probe refuses the dangling address (EFAULT) instead of oopsing; the guest lives."""
+    case = _case_module("test_negative_kmap_cnt")
+    run = case.test_unbalanced_sync_end_leaves_kernel_mappings_and_device_maps_working
+    run(guest, _heap("system"), guest.vmap, _pages)
+    guest.close_all()
+    with pytest.raises(BadAddress):
+        run(guest, _heap("system-endput"), guest.vmap, _pages)
+    guest.close_all()
+    buf = guest.allocate("heap:system", PAGE)
+    assert guest.buffer_size(buf) == PAGE  # the guest and its agent are fine
+    guest.close_all()

@@ -148,6 +148,7 @@ class LocalTarget(Target):
         self._kmaps: dict[int, int] = {}
         self._memfds: dict[int, list[int]] = {}  # udmabuf_create buffer -> its memfds
         self._mapping_base: dict[int, int] = {}  # buffer -> kernel_mappings when first asked
+        self._bufinfo_fd: int | None = None
         self._kmsg = KmsgReader(kmsg_path)
         self._dma_api_errors = self._read_dma_api_errors()
 
@@ -415,6 +416,9 @@ class LocalTarget(Target):
         for e in (self._exporters or {}).values():
             e.close()
         self._kmsg.close()
+        if self._bufinfo_fd is not None:
+            os.close(self._bufinfo_fd)
+            self._bufinfo_fd = None
 
     # -- user space -------------------------------------------------------------------
     def allocate(
@@ -721,8 +725,7 @@ class LocalTarget(Target):
         if not os.path.exists(bufinfo):
             self._mount_debugfs()
         try:
-            with open(bufinfo) as f:
-                text = f.read()
+            text = self._read_bufinfo(bufinfo)
         except OSError as e:
             raise NotAvailableOnTarget(
                 f"cannot read {bufinfo} ({e.strerror}): live-buffer counts need debugfs "
@@ -732,6 +735,22 @@ class LocalTarget(Target):
         if m is None:
             raise NotAvailableOnTarget(f"{bufinfo} has no 'Total N objects' line: {text[-200:]!r}")
         return int(m.group(1))
+
+    def _read_bufinfo(self, path: str) -> str:
+        # Kept open: a leak check reads it while every fd below the limit is
+        # taken (STRESS-001), when opening it again would fail with EMFILE.
+        if self._bufinfo_fd is None:
+            self._bufinfo_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        chunks = []
+        try:
+            os.lseek(self._bufinfo_fd, 0, os.SEEK_SET)
+            while chunk := os.read(self._bufinfo_fd, 1 << 16):
+                chunks.append(chunk)
+        except OSError:
+            os.close(self._bufinfo_fd)
+            self._bufinfo_fd = None
+            raise
+        return b"".join(chunks).decode("utf-8", "replace")
 
     def _mount_debugfs(self) -> None:
         if os.path.ismount(self.debugfs) or self.debugfs != DEBUGFS:

@@ -25,6 +25,7 @@ from conformance.exporters import (
     BadRequest,
     DmaBuf,
     HeapExporter,
+    ProtectedHeapExporter,
     UdmabufExporter,
     discover,
     get_exporter,
@@ -84,6 +85,93 @@ def test_discovery_is_sorted_and_complete(fake_dev: Paths) -> None:
     infos = [e.info() for e in discover(fake_dev)]
     assert infos[0].kind == "heap" and infos[0].detail.endswith("dma_heap/cma")
     assert infos[-1].kind == "udmabuf"
+
+
+def _heap_tree(tmp_path: Path, heaps: tuple[str, ...], cma_areas: tuple[str, ...]) -> Paths:
+    (tmp_path / "dma_heap").mkdir(parents=True)
+    for heap in heaps:
+        (tmp_path / "dma_heap" / heap).write_bytes(b"")
+    for area in cma_areas:
+        (tmp_path / "cma" / area).mkdir(parents=True)
+    none = str(tmp_path / "none")
+    return Paths(
+        dma_heap=str(tmp_path / "dma_heap"),
+        cma_sysfs=str(tmp_path / "cma"),
+        udmabuf=none,
+        dri=none,
+        ion=none,
+    )
+
+
+@pytest.mark.parametrize("legacy", ["reserved", "linux,cma", "default-pool"])
+def test_6_17_default_cma_heap_and_its_legacy_name_are_one_heap(tmp_path, legacy) -> None:
+    paths = _heap_tree(tmp_path, ("default_cma_region", legacy, "system"), (legacy,))
+    found = {e.name: e for e in discover(paths)}
+    assert sorted(found) == sorted(["heap:default_cma_region", f"heap:{legacy}", "heap:system"])
+    old = found[f"heap:{legacy}"]
+    assert isinstance(old, HeapExporter) and old.same_as == "heap:default_cma_region"
+    assert "same CMA heap as heap:default_cma_region" in old.info().detail
+    assert "CONFIG_DMABUF_HEAPS_CMA_LEGACY" in old.info().detail
+    assert found["heap:default_cma_region"].same_as is None
+    assert found["heap:system"].same_as is None
+    assert {e.kind for e in found.values()} == {"heap"}
+
+
+def test_a_cma_region_heap_named_after_the_only_cma_area_is_the_default_one(tmp_path) -> None:
+    # 6.17+: a reusable shared-dma-pool region gets a heap under its node name; with one
+    # CMA area only, that area is the default one
+    paths = _heap_tree(tmp_path, ("default_cma_region", "camera-pool"), ("camera-pool",))
+    found = {e.name: e for e in discover(paths)}
+    assert found["heap:camera-pool"].same_as == "heap:default_cma_region"
+
+
+def test_other_cma_heaps_and_pre_6_17_names_stand_alone(tmp_path) -> None:
+    paths = _heap_tree(
+        tmp_path, ("default_cma_region", "camera-pool", "video-pool"), ("camera-pool", "video-pool")
+    )
+    assert all(e.same_as is None for e in discover(paths))  # two areas: which is default?
+    old = _heap_tree(tmp_path / "old", ("reserved", "system"), ("reserved",))
+    assert all(e.same_as is None for e in discover(old))  # before 6.17: one name per heap
+
+
+@pytest.mark.parametrize(
+    "heap",
+    [
+        "protected,secure-video",  # drivers/tee/tee_heap.c, 6.18
+        "protected,trusted-ui",
+        "protected,secure-video-record",
+        "secure_display",  # vendor secure heaps
+        "qcom,secure-pixel",
+        "system-secure",
+        "restricted_mtk_cma",
+        "mtk_svp",
+    ],
+)
+def test_protected_heaps_are_their_own_kind(tmp_path, heap) -> None:
+    paths = _heap_tree(tmp_path, ("system", heap), ())
+    kinds = {e.name: e.kind for e in discover(paths)}
+    assert kinds == {"heap:system": "heap", f"heap:{heap}": "protected-heap"}
+    protected = get_exporter(f"heap:{heap}", paths)
+    assert isinstance(protected, ProtectedHeapExporter)
+    assert "no mmap" in protected.info().detail
+
+
+def test_protected_heaps_have_a_stand_in_that_refuses_mmap() -> None:
+    from conformance.model import stand_in_for
+    from conformance.records import ExporterInfo
+    from conformance.targets.model import ModelTarget
+
+    stand_in = stand_in_for([ExporterInfo("heap:protected,secure-video", "protected-heap", "")])
+    t = ModelTarget()
+    buf = t.allocate(stand_in("heap:protected,secure-video"), 4 * PAGE_SIZE)
+    with pytest.raises(InvalidArgument):
+        t.mmap(buf)  # dma_buf_mmap_internal: no ops->mmap
+    with pytest.raises(InvalidArgument):
+        t.vmap(buf)
+    a = t.attach(buf, "noncoherent")
+    t.map_attachment(a, 0)  # devices use it as usual
+    t.device_write(a, 0, b"video")
+    assert t.device_read(a, 0, 5) == b"video"
 
 
 def test_this_kernel_has_nothing_and_says_why() -> None:

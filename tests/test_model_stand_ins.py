@@ -23,7 +23,14 @@ from conformance.model import (
     choose,
     stand_in_for,
 )
-from conformance.model.kernel_ranges import CORE, KINDS, next_release, previous_release, segments
+from conformance.model.kernel_ranges import (
+    CORE,
+    KINDS,
+    binds,
+    next_release,
+    previous_release,
+    segments,
+)
 from conformance.records import Direction, ExporterInfo, SyncFlag, TargetInfo
 from conformance.targets.model import ModelTarget
 
@@ -296,3 +303,27 @@ def test_5_10_ion_has_no_vmap_but_counts_begin_end():
     t.sync(buf, int(SyncFlag.RW | SyncFlag.END))
     t.sync(buf, int(SyncFlag.RW | SyncFlag.END))  # unbalanced END: the contract keeps 0
     assert t.counters(buf)["kmap_count"] == 0
+
+
+@pytest.mark.parametrize(
+    "kernel, kernels, expected",
+    [
+        ("6.12.118", "..6.10", False),  # MMAP-007's udmabuf growth: gone with VM_DONTEXPAND
+        ("6.1.192", "..6.10", True),
+        ("5.10.223", "6.0..", False),  # sync-file ioctls
+        ("6.0.1", "6.0..", True),
+        ("6.5.0", "6.2..6.10", True),
+        ("6.11.0", "6.2..6.10", False),
+        ("6.1.0", "6.1", True),
+        ("model (6.1 dma-buf semantics)", "6.0..", None),
+        (None, "6.0..", None),
+    ],
+)
+def test_a_case_can_say_which_releases_its_contract_binds(kernel, kernels, expected):
+    assert binds(kernel, kernels) is expected
+
+
+@pytest.mark.parametrize("bad", ["", "..", "six..", "6.1..x"])
+def test_a_malformed_kernel_range_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match="kernel range"):
+        binds("6.1.0", bad)

@@ -3,7 +3,7 @@
 from conformance.exporters.base import DEFAULT_FD_FLAGS, Exporter
 from conformance.exporters.discovery import discover, get_exporter, why_none_found
 from conformance.exporters.dmabuf import BadRequest, DmaBuf, Mapping
-from conformance.exporters.heap import HeapExporter
+from conformance.exporters.heap import HeapExporter, ProtectedHeapExporter
 from conformance.exporters.ion import IonExporter
 from conformance.exporters.udmabuf import UdmabufExporter
 from conformance.exporters.vgem import VgemExporter
@@ -16,6 +16,7 @@ __all__ = [
     "HeapExporter",
     "IonExporter",
     "Mapping",
+    "ProtectedHeapExporter",
     "UdmabufExporter",
     "VgemExporter",
     "discover",

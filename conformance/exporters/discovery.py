@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from conformance.errors import KernelError, UnknownExporter
 from conformance.exporters.base import Exporter
-from conformance.exporters.heap import HeapExporter
+from conformance.exporters.heap import HeapExporter, ProtectedHeapExporter
+from conformance.exporters.heap_names import CMA_SYSFS, cma_areas, default_cma_aliases, is_protected
 from conformance.exporters.ion import IonExporter, query_heaps
 from conformance.exporters.kconfig import KernelConfig, read_config
 from conformance.exporters.udmabuf import UdmabufExporter
@@ -23,6 +24,7 @@ class Paths:
     """Where to look; tests point these at a scratch directory."""
 
     dma_heap: str = "/dev/dma_heap"
+    cma_sysfs: str = CMA_SYSFS  # which CMA areas exist (tells a legacy CMA heap name)
     udmabuf: str = "/dev/udmabuf"
     dri: str = "/dev/dri"
     ion: str = "/dev/ion"
@@ -36,7 +38,13 @@ def _heaps(paths: Paths) -> list[Exporter]:
         names = sorted(os.listdir(paths.dma_heap))
     except OSError:
         return []
-    return [HeapExporter(n, paths.dma_heap) for n in names]
+    aliases = default_cma_aliases(names, cma_areas(paths.cma_sysfs))
+    return [
+        ProtectedHeapExporter(n, paths.dma_heap)
+        if is_protected(n)
+        else HeapExporter(n, paths.dma_heap, same_as=aliases.get(n))
+        for n in names
+    ]
 
 
 def _ion(paths: Paths) -> list[Exporter]:
@@ -57,7 +65,12 @@ def _ion(paths: Paths) -> list[Exporter]:
 
 
 def discover(paths: Paths = DEFAULT_PATHS) -> list[Exporter]:
-    """Every exporter found: heaps, udmabuf, a vgem card, ION heaps (in that order)."""
+    """Every exporter found: heaps, udmabuf, a vgem card, ION heaps (in that order).
+
+    Heaps are of kind ``heap``, or ``protected-heap`` for protected memory
+    (heap_names.py); the default CMA heap's legacy entry says it is the same
+    heap as ``heap:default_cma_region`` (``HeapExporter.same_as``).
+    """
     found: list[Exporter] = _heaps(paths)
     if os.path.exists(paths.udmabuf):
         found.append(UdmabufExporter(paths.udmabuf))

@@ -8,6 +8,7 @@ import struct
 
 from conformance.exporters.base import DEFAULT_FD_FLAGS, DeviceNode, Exporter
 from conformance.exporters.dmabuf import BadRequest, DmaBuf
+from conformance.exporters.heap_names import PROTECTED_KIND
 from conformance.uapi import dma_heap
 from conformance.uapi.ioctl import fast_ioctl, ioctl, raise_for
 
@@ -25,13 +26,22 @@ if _ALLOC.size != ctypes.sizeof(dma_heap.dma_heap_allocation_data):
 
 
 class HeapExporter(Exporter):
+    """A heap entry.  ``same_as``: the entry naming the same heap (the default CMA
+    heap's legacy name next to ``default_cma_region``, heap_names.py)."""
+
     kind = "heap"
 
-    def __init__(self, heap: str, directory: str = HEAP_DIR) -> None:
+    def __init__(self, heap: str, directory: str = HEAP_DIR, same_as: str | None = None) -> None:
         self.heap = heap
         self.path = os.path.join(directory, heap)
         self.name = f"heap:{heap}"
+        self.same_as = None if same_as is None else f"heap:{same_as}"
         self.detail = self.path
+        if self.same_as is not None:
+            self.detail += (
+                f" (the same CMA heap as {self.same_as}: its pre-6.17 name, kept by "
+                "CONFIG_DMABUF_HEAPS_CMA_LEGACY)"
+            )
         self._node = DeviceNode(self.path, os.O_RDONLY | os.O_CLOEXEC)
 
     def _device(self) -> int:
@@ -78,6 +88,17 @@ class HeapExporter(Exporter):
             bytes(arg)[: ctypes.sizeof(data)].ljust(ctypes.sizeof(data), b"\0")
         )
         return DmaBuf(int(out.fd), self.name)
+
+
+class ProtectedHeapExporter(HeapExporter):
+    """A protected (secure) heap: allocation and device access only; mmap, vmap and CPU
+    access are refused by design, so the contract for them is not the CPU-visible one."""
+
+    kind = PROTECTED_KIND
+
+    def __init__(self, heap: str, directory: str = HEAP_DIR) -> None:
+        super().__init__(heap, directory)
+        self.detail += " (protected memory: no mmap, vmap or CPU access by design)"
 
 
 def _sized(data: ctypes.Structure, struct_size: int | None) -> ctypes.Structure | ctypes.Array:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 if TYPE_CHECKING:
     from conformance.model.profiles import ExporterProfile
 
-KINDS = ("heap", "udmabuf", "vgem", "ion")
+KINDS = ("heap", "udmabuf", "vgem", "ion", "protected-heap")
 CORE = "*"  # a change in the dma-buf core (dma-buf.c): every kind has it
 
 
@@ -230,3 +230,28 @@ def profiles_for(kind: str, base: ExporterProfile) -> list[tuple[Segment, Export
         )
         out.append((seg, profile))
     return out
+
+
+def parse_range(text: str) -> tuple[Release | None, Release | None]:
+    """``6.11..`` / ``..6.10`` / ``6.2..6.10`` / ``6.1`` -> (first, last), None for an open end."""
+    lo, sep, hi = text.partition("..")
+    first = Release.parse(lo) if lo else None
+    last = (Release.parse(hi) if hi else None) if sep else first
+    if (lo and first is None) or (hi and last is None) or not (lo or hi):
+        raise ValueError(f"kernel range {text!r}: write e.g. '6.11..', '..6.10' or '6.2..6.10'")
+    return first, last
+
+
+def binds(kernel: str | None, kernels: str) -> bool | None:
+    """Whether a contract stated for release range ``kernels`` binds kernel release ``kernel``.
+
+    None when the release is not known (the model, an unreadable release): the
+    caller decides (the model follows 6.1).  For cases whose contract changed
+    upstream, e.g. udmabuf's mremap growth (``..6.10``) or the sync-file
+    ioctls (``6.0..``).
+    """
+    first, last = parse_range(kernels)
+    release = Release.parse(kernel) if kernel else None
+    if release is None:
+        return None
+    return (first is None or first <= release) and (last is None or release <= last)

@@ -37,7 +37,7 @@ FAMILIES = (
 @dataclass(frozen=True)
 class ExporterProfile:
     name: str  # without the "model:" prefix
-    kind: str  # the exporter kind it behaves like: heap | udmabuf | vgem | ion
+    kind: str  # the exporter kind it behaves like: heap | udmabuf | vgem | ion | protected-heap
     description: str
     source: str = ""  # seed / note / kernel file it comes from
     family: str = ""  # for faulty profiles: the case family that must catch it
@@ -67,6 +67,7 @@ class ExporterProfile:
     kmap_count_balanced: bool = True  # END without BEGIN leaves kmap_count alone
     begin_map_error_swallowed: bool = False  # begin hides a failed kernel mapping
     # user mappings
+    has_mmap: bool = True  # False: no dma_buf_ops.mmap, dma_buf_mmap refuses (EINVAL)
     accept_private: bool = False
     check_mmap_bounds: bool = True
     mremap_grow: str = "efault"  # "efault" (VM_PFNMAP|VM_DONTEXPAND) or "fault-handler"
@@ -148,6 +149,19 @@ KIND_PROFILES: dict[str, ExporterProfile] = {
         "(kmap_count), END without BEGIN leaves it alone, kmap after BEGIN always works",
         source="seed 001; drivers/staging/android/ion/ion.c (4.14)",
         kmap_in_begin=True,
+    ),
+    "protected-heap": replace(
+        REFERENCE,
+        name="reference-protected-heap",
+        kind="protected-heap",
+        description="a protected (secure) heap: memory the CPU must not touch, so no mmap "
+        "(EINVAL), no vmap, no begin/end_cpu_access; devices attach and map it as usual",
+        source="drivers/tee/tee_heap.c (6.18: dma_buf_ops attach/detach/map/unmap/release "
+        "only); vendor secure heaps",
+        has_mmap=False,
+        has_vmap=False,
+        has_kmap=False,
+        cpu_access="none",
     ),
     "uncached": replace(
         REFERENCE,
@@ -425,7 +439,8 @@ def reference_exporter_for(kind: str) -> str:
         return KIND_PROFILES[kind].exporter_name
     except KeyError:
         raise UnknownExporter(
-            f"no model profile for exporter kind {kind!r} (known: heap, udmabuf, vgem, ion)"
+            f"no model profile for exporter kind {kind!r} (known: heap, udmabuf, vgem, ion, "
+            "protected-heap)"
         ) from None
 
 

@@ -48,6 +48,8 @@ class UserMappings(FdTable):
         acc = fd.flags & os.O_ACCMODE
         if acc in (os.O_WRONLY, os.O_ACCMODE) or (shared and acc == os.O_RDONLY):
             raise kernel_error(errno.EACCES, "mmap", arg)
+        if not b.profile.has_mmap:  # dma_buf_mmap_internal: no ops->mmap
+            raise kernel_error(errno.EINVAL, "mmap", arg)
         pages = (length + PAGE_SIZE - 1) // PAGE_SIZE
         # dma_buf_mmap_internal: vm_pgoff + vma_pages > size >> PAGE_SHIFT
         if b.profile.check_mmap_bounds and offset // PAGE_SIZE + pages > b.size // PAGE_SIZE:

@@ -327,3 +327,37 @@ def test_a_case_can_say_which_releases_its_contract_binds(kernel, kernels, expec
 def test_a_malformed_kernel_range_is_a_clear_error(bad):
     with pytest.raises(ValueError, match="kernel range"):
         binds("6.1.0", bad)
+
+
+@pytest.mark.parametrize(
+    "kind, kernel, grows",
+    [
+        ("heap", "5.10.223", True),  # heap-helpers: dma_heap_vm_fault, no VM_DONTEXPAND
+        ("heap", "6.1.0", False),  # system_heap.c: remap_pfn_range
+        ("udmabuf", "6.6.0", True),  # fault handler until 6.11
+        ("udmabuf", "6.12.118", False),  # VM_PFNMAP | VM_DONTEXPAND
+        ("ion", "5.10.223", False),  # ion_heap_map_user: remap_pfn_range
+    ],
+)
+def test_mremap_growth_follows_the_release(kind, kernel, grows):
+    t = ModelTarget()
+    buf = t.allocate(choose(kind, kernel).profile.exporter_name, 2 * PAGE)
+    m = t.mmap(buf)
+    if grows:
+        t.mremap(m, 4 * PAGE)
+        with pytest.raises(BadAddress):  # SIGBUS past the buffer
+            t.cpu_read(m, 2 * PAGE, 16)
+    else:
+        with pytest.raises(BadAddress):  # EFAULT from mremap
+            t.mremap(m, 4 * PAGE)
+
+
+def test_udmabuf_vmap_arrives_in_6_2():
+    t = ModelTarget()
+    for kernel, has in (("6.1.0", False), ("6.2.0", True), ("6.12.118", True)):
+        buf = t.allocate(choose("udmabuf", kernel).profile.exporter_name, PAGE)
+        if has:
+            t.vunmap(t.vmap(buf))
+        else:
+            with pytest.raises(InvalidArgument):
+                t.vmap(buf)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,11 @@ def test_the_issue_reproduction_gives_no_stale_verdict(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "'nonexistent'" in proc.stderr
     assert "conformant" not in proc.stdout
-    assert "No valid verdict" in (tmp_path / "conformance-summary.md").read_text()
+    md = (tmp_path / "conformance-summary.md").read_text()
+    assert "No valid verdict" in md and "no exporter was judged" in md
+    junit = ET.parse(tmp_path / "junit-conformance.xml").getroot()
+    assert junit.get("errors") == "1"
+    assert "'nonexistent'" in junit.find("testsuite[@name='run']/testcase/error").get("message")
     assert verdict(tmp_path, "check-run").returncode == 2
 
 

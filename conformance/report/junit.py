@@ -87,6 +87,18 @@ def render_junit(summary: Summary) -> str:
         for key, n in tally.items():
             suite.set(key, str(n))
             totals[key] += n
+    problem = run_problem(summary)
+    if problem and not summary.all_exporters():
+        # No exporter to hang the run on: CI still sees an error saying why.
+        suite = ET.SubElement(root, "testsuite", name="run", tests="1", errors="1",
+                              failures="0", skipped="0")
+        props = ET.SubElement(suite, "properties")
+        for name, value in _run_properties(summary):
+            ET.SubElement(props, "property", name=name, value=value)
+        case = ET.SubElement(suite, "testcase", classname="run", name="run")
+        ET.SubElement(case, "error", message=problem.splitlines()[0]).text = problem
+        totals["tests"] += 1
+        totals["errors"] += 1
     for key, n in totals.items():
         root.set(key, str(n))
     ET.indent(root)

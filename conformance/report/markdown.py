@@ -90,6 +90,8 @@ def render_markdown(summary: Summary) -> str:
             f"| `{v.exporter}` | **{v.verdict}** | {c['passed']} | {c['failed'] - c['waived']} | "
             f"{c['waived']} | {c['skipped']} | {c['error']} |"
         )
+    if not all_verdicts:
+        lines.append("| (none) | no exporter was judged | | | | | |")
     lines.append("")
     for v in all_verdicts:
         lines.append(f"- {_cell(v.line())}")

@@ -163,3 +163,12 @@ def test_a_command_line_pytest_refuses_leaves_no_stale_verdict(tmp_path):
     before = (tmp_path / "conformance-summary.json").read_text()
     assert run_pytest(tmp_path, "cases", "--help").returncode == 0
     assert (tmp_path / "conformance-summary.json").read_text() == before
+
+
+def test_a_run_stopped_by_maxfail_is_not_complete(tmp_path):
+    proc = run_pytest(tmp_path, "cases/test_zero_fill.py", "cases/test_alloc.py", "--target=model",
+                      "--exporter=model:faulty-no-zeroing", "-x")
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    run = summary_of(tmp_path)["run"]
+    assert not run["complete"] and "selected case(s) have no result" in run["why_incomplete"]
+    assert verdict(tmp_path).returncode == 2

@@ -56,13 +56,13 @@ def _standin(kind: str, kernel: str | None) -> str:
             "5.10.223-amd64",
             {
                 "heap": "model:reference-heap@..5.10",
-                "udmabuf": "model:reference-udmabuf@..5.18",
+                "udmabuf": "model:reference-udmabuf@..5.19",
                 "vgem": "model:reference-vgem@..5.19",
                 "ion": "model:reference-ion@5.6..5.19",
             },
         ),
         (
-            "6.1.0-28-amd64",
+            "6.1.192",
             {
                 "heap": "model:reference",
                 "udmabuf": "model:reference-udmabuf",
@@ -73,12 +73,14 @@ def _standin(kind: str, kernel: str | None) -> str:
             "6.12.118",
             {
                 "heap": "model:reference",
-                "udmabuf": "model:reference-udmabuf@6.11..",
+                "udmabuf": "model:reference-udmabuf@6.12.118..6.12.y",
                 "vgem": "model:reference-vgem",
             },
         ),
         ("6.5.0", {"udmabuf": "model:reference-udmabuf@6.2..6.10"}),
-        ("6.0.7", {"udmabuf": "model:reference-udmabuf", "heap": "model:reference"}),
+        ("6.0.7", {"udmabuf": "model:reference-udmabuf@6.0", "heap": "model:reference"}),
+        ("6.1.119", {"udmabuf": "model:reference-udmabuf@6.1.0..6.1.191"}),
+        ("6.12.57", {"udmabuf": "model:reference-udmabuf@6.12.0..6.12.117"}),
     ],
 )
 def test_each_release_gets_the_stand_in_of_its_range(kernel, expected):
@@ -158,7 +160,11 @@ def test_segments_tile_every_release_without_gaps():
         segs = segments(kind)
         assert segs[0].first is None and segs[-1].last is None
         for a, b in zip(segs, segs[1:]):
-            assert a.last is not None and b.first is not None and a.last < b.first
+            assert a.last is not None and b.first is not None
+            if a.last == b.first:  # one series cut at a stable point release
+                assert a.patch_to is not None and b.patch_from == a.patch_to + 1
+            else:
+                assert a.last < b.first and a.patch_to is None and b.patch_from in (None, 0)
         for _, prof in STAND_INS[kind]:
             assert PROFILES[prof.exporter_name] is prof
 
@@ -167,7 +173,7 @@ def test_a_newer_kernel_gets_the_latest_stand_in_with_a_note():
     exporters = [ExporterInfo("udmabuf", "udmabuf", "")]
     with pytest.warns(StandInNote, match="newer than 6.12"):
         stand_in = stand_in_for(exporters, kernel="6.17.2-test")
-    assert stand_in("udmabuf") == "model:reference-udmabuf@6.11.."
+    assert stand_in("udmabuf") == "model:reference-udmabuf@6.13.."
     assert any("6.17" in n and "6.12" in n for n in stand_in.notes)
 
 
@@ -277,7 +283,7 @@ def test_5_10_udmabuf_maps_attachments_with_cache_maintenance():
         return len(t.cmo_log())
 
     assert map_cmos("5.10.223") > 0  # get_sg_table: dma_map_sgtable(..., 0)
-    assert map_cmos("6.1.0") == 0  # DMA_ATTR_SKIP_CPU_SYNC since 5.19
+    assert map_cmos("6.1.192") == 0  # DMA_ATTR_SKIP_CPU_SYNC: 504e2b4ab97a, backported
 
 
 def test_5_10_udmabuf_first_start_is_the_misc_map_itself():
@@ -361,3 +367,31 @@ def test_udmabuf_vmap_arrives_in_6_2():
         else:
             with pytest.raises(InvalidArgument):
                 t.vmap(buf)
+
+
+def test_the_plugin_shadows_a_6_12_target_with_the_6_12_stand_in(monkeypatch):
+    from fixtures.plugin import _shadow_for
+
+    class Config:
+        @staticmethod
+        def getoption(name: str) -> str:
+            assert name == "--compare"
+            return "on"
+
+    real = UpstreamKernel("6.12.118-amd64", UDMABUF_612, monkeypatch)
+    shadow, stand_in = _shadow_for(Config(), real, real.exporters()[0])  # type: ignore[arg-type]
+    assert isinstance(shadow, ModelTarget)
+    assert stand_in("udmabuf") == "model:reference-udmabuf@6.12.118..6.12.y"
+
+
+def test_a_stable_backport_cuts_a_series_at_the_point_release_read():
+    # 504e2b4ab97a reached 6.1.y and 6.12.y as a stable backport: 6.1.192 maps with
+    # DMA_ATTR_SKIP_CPU_SYNC (read), so every later 6.1.y does; earlier ones are assumed not to
+    assert choose("udmabuf", "6.1.192").profile.map_skip_cpu_sync
+    assert choose("udmabuf", "6.1.250").note == ""
+    before = choose("udmabuf", "6.1.100")
+    assert not before.profile.map_skip_cpu_sync
+    assert "504e2b4ab97a" in before.note and "compared as before it" in before.note
+    assert choose("udmabuf", "5.10.223").note == ""  # read: still without
+    assert "504e2b4ab97a" in choose("udmabuf", "5.10.240").note  # may have the backport
+    assert choose("udmabuf", "6.12.118").note == ""

@@ -10,10 +10,13 @@ A bug that a later release fixed is not: the stand-in keeps the contract and
 the old kernel fails the case (a finding, not a divergence to hide).
 
 Sources read for this table (``VERIFIED``): Debian's linux-source 5.10.223,
-6.1 and 6.12.118: drivers/dma-buf/{dma-buf.c,udmabuf.c}, heaps/{heap-helpers.c,
-system_heap.c,cma_heap.c}, drivers/gpu/drm/{drm_prime.c,drm_gem_shmem_helper.c,
-vgem/vgem_drv.c}, drivers/staging/android/ion/ (5.10).  Range boundaries are
-the release that first carried the commit.
+6.1.192 and 6.12.118: drivers/dma-buf/{dma-buf.c,udmabuf.c}, heaps/{heap-helpers.c,
+system_heap.c,cma_heap.c}, drivers/gpu/drm/{drm_prime.c,drm_gem_shmem_helper.c},
+vgem/vgem_drv.c (its mmap and vmap), drivers/staging/android/ion/ (5.10).  A
+range starts at the release that first carried the commit.  Some differences
+came and went with stable backports, inside a series: such a change says the
+point releases read (``checked``), the series is cut there, and a release
+where the table can only assume says so in the stand-in's note.
 """
 
 from __future__ import annotations
@@ -31,19 +34,27 @@ CORE = "*"  # a change in the dma-buf core (dma-buf.c): every kind has it
 
 @dataclass(frozen=True, order=True)
 class Release:
-    """A kernel release as major.minor: what upstream's long-term series are named by."""
+    """A kernel release: the series (major.minor, what long-term kernels are named by) and
+    the stable point release (``patch``; 0 for the series' first release or when unknown)."""
 
     major: int
     minor: int
+    patch: int = 0
 
     @classmethod
     def parse(cls, text: str) -> Release | None:
         """``6.12.118-amd64``, ``6.1.0-28-arm64``, ``5.10`` -> the release; anything else None."""
-        m = re.match(r"\s*(\d+)\.(\d+)", text)
-        return cls(int(m.group(1)), int(m.group(2))) if m else None
+        m = re.match(r"\s*(\d+)\.(\d+)(?:\.(\d+))?", text)
+        if not m:
+            return None
+        return cls(int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+
+    @property
+    def series(self) -> Release:
+        return Release(self.major, self.minor)
 
     def __str__(self) -> str:
-        return f"{self.major}.{self.minor}"
+        return f"{self.major}.{self.minor}" + (f".{self.patch}" if self.patch else "")
 
 
 def _r(text: str) -> Release:
@@ -52,16 +63,22 @@ def _r(text: str) -> Release:
     return release
 
 
-# The releases whose sources were read for this table, oldest first.
-VERIFIED = (_r("5.10"), _r("6.1"), _r("6.12"))
-OLDEST_CHECKED, NEWEST_CHECKED = VERIFIED[0], VERIFIED[-1]
+# The point releases whose sources were read for this table (Debian's linux-source), oldest
+# first; OLDEST/NEWEST_CHECKED are their series.
+VERIFIED = (_r("5.10.223"), _r("6.1.192"), _r("6.12.118"))
+OLDEST_CHECKED, NEWEST_CHECKED = VERIFIED[0].series, VERIFIED[-1].series
 
 
 @dataclass(frozen=True)
 class ProfileChange:
-    """One upstream change: in releases ``first``..``last`` (None: open) ``kind`` differs.
+    """One upstream change: in series ``first``..``last`` (None: open) ``kind`` differs.
 
     ``changes`` are ExporterProfile fields relative to the 6.1 stand-in.
+    ``backport``: a stable backport that removed the difference inside series
+    of the range, at point releases not all known; ``checked`` says, per
+    series, a point release whose source was read and whether the difference
+    was still there.  Past a point with the difference gone it is gone; before
+    it, and in series not checked, the older code is assumed (and said so).
     """
 
     kind: str  # a kind, or CORE
@@ -70,11 +87,32 @@ class ProfileChange:
     changes: Mapping[str, Any]
     source: str  # upstream commit and file
     summary: str
+    backport: str = ""
+    checked: Mapping[str, tuple[int, bool]] = field(default_factory=dict)
+
+    def in_series_range(self, release: Release) -> bool:
+        series = release.series
+        return (self.first is None or self.first <= series) and (
+            self.last is None or series <= self.last
+        )
 
     def covers(self, release: Release) -> bool:
-        return (self.first is None or self.first <= release) and (
-            self.last is None or release <= self.last
-        )
+        if not self.in_series_range(release):
+            return False
+        point = self.checked.get(f"{release.major}.{release.minor}")
+        if point is None or point[1]:
+            return True
+        return release.patch < point[0]  # gone from the checked point release on
+
+    def certain(self, release: Release) -> bool:
+        """Whether ``covers`` is known for this release rather than assumed."""
+        if not self.backport or not self.in_series_range(release):
+            return True
+        point = self.checked.get(f"{release.major}.{release.minor}")
+        if point is None:
+            return False
+        at, still_there = point
+        return release.patch <= at if still_there else release.patch >= at
 
 
 CHANGES: tuple[ProfileChange, ...] = (
@@ -105,13 +143,18 @@ CHANGES: tuple[ProfileChange, ...] = (
     ProfileChange(
         "udmabuf",
         None,
-        _r("5.18"),
+        NEWEST_CHECKED,
         {"map_skip_cpu_sync": False},
-        "1ffe09590121 'udmabuf: fix dma-buf cpu access' (v5.19); udmabuf.c of 5.10: "
-        "get_sg_table maps with attrs 0, begin_cpu_udmabuf maps at the first START "
-        "and syncs only from the second",
-        "before 5.19 udmabuf maps attachments and its misc device with CPU cache "
-        "maintenance (no DMA_ATTR_SKIP_CPU_SYNC), and the first START's map is its sync",
+        "udmabuf.c of 5.10.223: get_sg_table maps with attrs 0, begin_cpu_udmabuf maps at "
+        "the first START and syncs only from the second (1ffe09590121, v5.6); "
+        "504e2b4ab97a 'dma-buf/udmabuf: skip redundant cpu sync to fix cacheline EEXIST "
+        "warning' and its follow-up 'udmabuf: Ensure to perform cache synchronisation in "
+        "begin_cpu_udmabuf()' (2026, backported to the stable series: 6.1.192 and "
+        "6.12.118 have both)",
+        "udmabuf maps attachments and its misc device with CPU cache maintenance (no "
+        "DMA_ATTR_SKIP_CPU_SYNC), and the first START's map is its sync",
+        backport="504e2b4ab97a",
+        checked={"5.10": (223, True), "6.1": (192, False), "6.12": (118, False)},
     ),
     ProfileChange(
         "udmabuf",
@@ -154,16 +197,28 @@ LAST_UPSTREAM = {"ion": _r("5.10")}
 
 @dataclass(frozen=True)
 class Segment:
-    """A release range in which a kind's stand-in is one profile."""
+    """A release range in which a kind's stand-in is one profile.
+
+    ``first``/``last`` are series; a segment of one series can be cut at a stable
+    point release (``patch_from``..``patch_to``, inclusive, None: open).
+    """
 
     kind: str
     first: Release | None
     last: Release | None
     changes: tuple[ProfileChange, ...] = field(default=())
+    patch_from: int | None = None
+    patch_to: int | None = None
 
     @property
     def label(self) -> str:
-        """``6.2..6.10``, ``6.11..`` (open), ``..5.18`` (from the oldest), ``5.19`` (one)."""
+        """``6.2..6.10``, ``6.11..`` (open), ``..5.18`` (from the oldest), ``5.19`` (one),
+        ``6.1.0..6.1.191`` / ``6.1.192..6.1.y`` (one series cut at a point release)."""
+        if self.patch_from is not None or self.patch_to is not None:
+            series = str(self.first)
+            lo = f"{series}.{self.patch_from or 0}"
+            hi = f"{series}.y" if self.patch_to is None else f"{series}.{self.patch_to}"
+            return f"{lo}..{hi}"
         if self.first is not None and self.first == self.last:
             return str(self.first)
         lo = "" if self.first is None else str(self.first)
@@ -171,8 +226,14 @@ class Segment:
         return f"{lo}..{hi}"
 
     def covers(self, release: Release) -> bool:
-        return (self.first is None or self.first <= release) and (
-            self.last is None or release <= self.last
+        series = release.series
+        if not (
+            (self.first is None or self.first <= series)
+            and (self.last is None or series <= self.last)
+        ):
+            return False
+        return (self.patch_from is None or self.patch_from <= release.patch) and (
+            self.patch_to is None or release.patch <= self.patch_to
         )
 
 
@@ -196,15 +257,28 @@ def segments(kind: str, changes: Iterable[ProfileChange] = CHANGES) -> list[Segm
     """The release ranges over which ``kind``'s applicable changes stay the same, oldest first."""
     mine = [c for c in changes if c.kind in (kind, CORE)]
     starts: set[Release] = set()
+    cuts: dict[Release, set[int]] = {}  # series -> point releases where a backport landed
     for c in mine:
         if c.first is not None:
             starts.add(c.first)
         if c.last is not None:
             starts.add(next_release(c.last))
+        for series, (point, still_there) in c.checked.items():
+            if not still_there:
+                s = _r(series)
+                starts.update((s, next_release(s)))  # a segment of its own, cut below
+                cuts.setdefault(s, set()).add(point)
     bounds: list[Release | None] = [None, *sorted(starts)]
     out: list[Segment] = []
     for lo, nxt in zip(bounds, [*bounds[1:], None]):
         hi = None if nxt is None else previous_release(nxt)
+        if lo is not None and lo in cuts and hi == lo:
+            points = [0, *sorted(cuts[lo])]
+            for a, b in zip(points, [*points[1:], None]):
+                sample = Release(lo.major, lo.minor, a)
+                applied = tuple(c for c in mine if c.covers(sample))
+                out.append(Segment(kind, lo, lo, applied, a, None if b is None else b - 1))
+            continue
         sample = lo or hi or Release(0, 0)  # every release of the segment has the same changes
         out.append(Segment(kind, lo, hi, tuple(c for c in mine if c.covers(sample))))
     return out
@@ -254,4 +328,5 @@ def binds(kernel: str | None, kernels: str) -> bool | None:
     release = Release.parse(kernel) if kernel else None
     if release is None:
         return None
-    return (first is None or first <= release) and (last is None or release <= last)
+    series = release.series
+    return (first is None or first <= series) and (last is None or series <= last)

@@ -16,6 +16,8 @@ from typing import Iterable
 
 from conformance.errors import UnknownExporter
 from conformance.model.kernel_ranges import (
+    CHANGES,
+    CORE,
     LAST_UPSTREAM,
     NEWEST_CHECKED,
     OLDEST_CHECKED,
@@ -70,28 +72,44 @@ def choose(kind: str, kernel: str | None) -> Choice:
             f"kernel release {kernel!r} not understood: {kind} is compared with the 6.1 "
             f"stand-in ({KIND_PROFILES[kind].exporter_name})",
         )
-    # the newest range starting at or before the release (5.20 and the like fall in no range)
-    segment, profile = [(s, p) for s, p in ranges if s.first is None or s.first <= release][-1]
-    note = ""
-    if release > NEWEST_CHECKED:
-        note = (
-            f"kernel {release} is newer than {NEWEST_CHECKED}, the newest release the stand-ins "
+    covering = [(s, p) for s, p in ranges if s.covers(release)]
+    if not covering:  # a series that never existed (5.20): the newest range before it
+        covering = [(s, p) for s, p in ranges if s.first is None or s.first <= release.series]
+    segment, profile = covering[-1]
+    notes: list[str] = []
+    series = release.series
+    last = LAST_UPSTREAM.get(kind)
+    if last is not None and series > last:
+        notes.append(
+            f"{kind} left mainline after {last}: on {release} it is an out-of-tree copy, "
+            f"compared with the {last} stand-in ({profile.exporter_name})"
+        )
+    elif series > NEWEST_CHECKED:
+        notes.append(
+            f"kernel {release} is newer than {NEWEST_CHECKED}, the newest series the stand-ins "
             f"were checked against: {kind} is compared with the {segment.label} stand-in "
             f"({profile.exporter_name}); an upstream change since {NEWEST_CHECKED} would show "
             "as a divergence"
         )
-    elif release < OLDEST_CHECKED:
-        note = (
-            f"kernel {release} is older than {OLDEST_CHECKED}, the oldest release the stand-ins "
+    elif series < OLDEST_CHECKED:
+        notes.append(
+            f"kernel {release} is older than {OLDEST_CHECKED}, the oldest series the stand-ins "
             f"were checked against: {kind} is compared with the {segment.label} stand-in "
             f"({profile.exporter_name})"
         )
-    last = LAST_UPSTREAM.get(kind)
-    if last is not None and release > last:
-        note = (
-            f"{kind} left mainline after {last}: on {release} it is an out-of-tree copy, "
-            f"compared with the {last} stand-in ({profile.exporter_name})"
-        )
+    for c in CHANGES:
+        if c.kind in (kind, CORE) and not c.certain(release):
+            checked = ", ".join(
+                f"{s}.{point} {'still has it' if there else 'no longer'}"
+                for s, (point, there) in c.checked.items()
+            )
+            notes.append(
+                f"{kind} on {release}: '{c.summary}' was removed by the stable backport of "
+                f"{c.backport} at point releases not all known here (checked: {checked}); "
+                f"compared as {'before' if c.covers(release) else 'after'} it "
+                f"({profile.exporter_name})"
+            )
+    note = "; ".join(notes)
     return Choice(kind, profile, segment, note)
 
 

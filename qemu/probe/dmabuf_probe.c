@@ -808,7 +808,12 @@ static int probe_ioc_vmap(struct probe_file *pf, void __user *arg)
 	probe_watch_exporter(pv->buf);
 #if PROBE_VMAP_PTR
 	pv->vaddr = dma_buf_vmap(pv->buf);
-	ret = pv->vaddr ? 0 : -ENOMEM;
+	/*
+	 * Before 5.11 dma_buf_vmap() says NULL both for "the exporter has no
+	 * vmap" and for a failed vmap; 5.11+ says -EINVAL for the first, so
+	 * tell them apart the same way (ION and udmabuf have no vmap on 5.10).
+	 */
+	ret = pv->vaddr ? 0 : (pv->buf->ops->vmap ? -ENOMEM : -EINVAL);
 #elif PROBE_LOCKED_MAP
 	ret = dma_buf_vmap_unlocked(pv->buf, &pv->map);
 #else

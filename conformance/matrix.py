@@ -298,7 +298,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--table-only", action="store_true",
                     help="do not run; redo the tables from the kernels already in reports")
     args, rest = ap.parse_known_args(argv)
-    pytest_args = [a for a in rest if a != "--"]
+    # pytest's arguments come after "--"; anything else unknown is a typo, not pytest's.
+    if rest and rest[0] != "--":
+        ap.error(f"unknown arguments {' '.join(rest)} (pytest's go after --)")
+    pytest_args = rest[1:]
     reports_root = args.reports_dir / "matrix"
     if args.table_only:
         runs = load_existing(reports_root)

@@ -93,3 +93,10 @@ def test_missing_sources_are_named(capsys: pytest.CaptureFixture[str], tmp_path:
                           "--reports-dir", str(tmp_path)])
     assert status == 2
     assert "kernel source not found" in capsys.readouterr().err
+
+
+def test_pytest_arguments_go_after_a_double_dash(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        matrix.main(["-m", "sync"])  # a typo for "-- -m sync" must not run three kernels
+    assert exc.value.code == 2
+    assert "pytest's go after --" in capsys.readouterr().err

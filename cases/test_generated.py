@@ -356,7 +356,7 @@ def explore(real: Target, exporter: str, budget: Any) -> tuple[Program, Divergen
     from conformance.targets.model import ModelTarget
 
     found = Found()
-    stand_in = stand_in_for(real.exporters())
+    stand_in = stand_in_for(real.exporters(), kernel=real.info().kernel)  # its release's
     kernel_side = bool(real.devices())
     # The shadow behaves like the machine under test (see fixtures/plugin.py).
     platform = real.info().extra.get("dma_platform", "model")

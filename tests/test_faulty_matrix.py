@@ -74,3 +74,25 @@ def test_model_comparison_catches_every_faulty_exporter_too(tmp_path, assertions
     for entry in catalogue():
         assert "failed" in summary["exporters"][entry["name"]].values(), entry["name"]
     assert set(summary["exporters"]["model:reference"].values()) <= {"passed", "skipped"}
+
+
+# The kernel-side checks reworked to observe what a real kernel shows (issue 10):
+# each must fail on the faulty exporter that has its bug.  The same bugs in a
+# real kernel: tests/test_probe_mutants.py.
+REWORKED = {
+    "KMAP-001[64MiB]": "model:faulty-kmap-fails-after-begin",
+    "KMAP-002": "model:faulty-vmap-no-refcount",
+    "KMAP-003": "model:faulty-negative-kmap-cnt",  # ION: begin_cpu_access maps the buffer
+    "KMAP-004": "model:faulty-vmap-leak",
+    "NEGKMAP-002": "model:faulty-negative-kmap-cnt",
+    "STRESS-001": "model:faulty-leak-on-fd-failure",
+}
+
+
+@pytest.mark.parametrize("case, faulty", sorted(REWORKED.items()))
+def test_reworked_kernel_side_check_fails_on_its_faulty_exporter(assertions_only, case, faulty):
+    assert assertions_only["exporters"][faulty][case] == "failed", (
+        f"{case} does not fail on {faulty}: "
+        f"{assertions_only['messages'].get(faulty, {}).get(case, '(no message)')}"
+    )
+    assert assertions_only["exporters"]["model:reference"][case] == "passed"

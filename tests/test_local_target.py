@@ -309,6 +309,11 @@ class _FakeExporter:
             raise kernel_error(errno.ENOMEM, "DMA_HEAP_IOCTL_ALLOC", size)
         if self.how == "killed":
             os.kill(os.getpid(), signal.SIGKILL)
+        if self.how.startswith("oom:"):  # what the OOM killer would log, then its kill
+            with open(self.how[4:], "w") as kmsg:
+                kmsg.write(f"3,9,200,-;Out of memory: Killed process {os.getpid()} (python3)\n")
+                kmsg.write("4,10,201,-;WARNING: CPU: 0 PID: 1 at mm/x.c:1 f+0x1\n")
+            os.kill(os.getpid(), signal.SIGKILL)
         return _memfd(size)
 
     def close(self) -> None:
@@ -336,3 +341,25 @@ def test_set_fd_limit_lowers_and_restores(target: LocalTarget) -> None:
     finally:
         target.set_fd_limit(old)
     assert resource.getrlimit(resource.RLIMIT_NOFILE) == (soft, hard)
+
+
+def test_allocate_in_child_names_the_oom_killer_from_the_kernel_log(tmp_path: Path) -> None:
+    fifo = tmp_path / "kmsg"
+    os.mkfifo(fifo)
+    keep = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # the writer end stays open
+    t = LocalTarget(
+        paths=Paths("/none", "/none", "/none", "/none"),
+        probe_path=str(tmp_path / "dmabuf_probe"),
+        kmsg_path=str(fifo),
+        debugfs=str(tmp_path / "debug"),
+    )
+    try:
+        t._exporters = {"fake": _FakeExporter(f"oom:{fifo}")}  # type: ignore[dict-item]
+        outcome = t.allocate_in_child("fake", PAGE_SIZE)
+        assert outcome.startswith("signal:SIGKILL by the OOM killer (kernel log: ")
+        assert "Out of memory: Killed process" in outcome
+        # the lines the operation read are still the health check's to judge
+        assert t.health().warnings == 1
+    finally:
+        t.shutdown()
+        os.close(keep)

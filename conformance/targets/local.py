@@ -149,6 +149,7 @@ class LocalTarget(Target):
         self._memfds: dict[int, list[int]] = {}  # udmabuf_create buffer -> its memfds
         self._mapping_base: dict[int, int] = {}  # buffer -> kernel_mappings when first asked
         self._bufinfo_fd: int | None = None
+        self._kmsg_pending: list[str] = []  # read by an operation, not yet by health()
         self._kmsg = KmsgReader(kmsg_path)
         self._dma_api_errors = self._read_dma_api_errors()
 
@@ -356,8 +357,13 @@ class LocalTarget(Target):
         except ProbeUnavailable:
             return []
 
+    def _kmsg_lines(self) -> list[str]:
+        """New kernel log lines, including those an operation already looked at."""
+        lines, self._kmsg_pending = self._kmsg_pending + self._kmsg.read_new(), []
+        return lines
+
     def health(self) -> KernelHealth:
-        trouble = [line for line in self._kmsg.read_new() if _TROUBLE.search(line)]
+        trouble = [line for line in self._kmsg_lines() if _TROUBLE.search(line)]
         now = self._read_dma_api_errors()
         delta = max(0, now - self._dma_api_errors)
         self._dma_api_errors = now
@@ -697,7 +703,13 @@ class LocalTarget(Target):
         if os.WIFSIGNALED(status):
             name = signal.Signals(os.WTERMSIG(status)).name
             after = _oom_kills()
-            if after > oom_kills >= 0:
+            # the kernel log names the victim ("Out of memory: Killed process <pid>")
+            self._kmsg_pending += self._kmsg.read_new()
+            killed = re.compile(rf"Killed process {pid}\b")
+            said = [line for line in self._kmsg_pending if killed.search(line)]
+            if said:
+                name += f" by the OOM killer (kernel log: {said[0].strip()!r})"
+            elif after > oom_kills >= 0:
                 name += f" by the OOM killer (/proc/vmstat oom_kill {oom_kills} -> {after})"
             return f"signal:{name}"
         code = os.WEXITSTATUS(status)

@@ -248,3 +248,30 @@ def _churn(t: ModelTarget, exp: str) -> int:
 def test_leak_pages_runs_out_of_memory():
     assert _churn(ModelTarget(), REF) == 24
     assert _churn(ModelTarget(), "model:faulty-leak-pages") == 16
+
+
+def _begin_mappings_after_unbalanced_end(t: ModelTarget, exp: str) -> tuple[int, int]:
+    """Kernel mappings a begin_cpu_access bracket holds, before and after unbalanced ENDs."""
+
+    def made(buf: int) -> int:
+        before = t.counters(buf)["kernel_mappings"]
+        t.begin_cpu_access(buf, Direction.BIDIRECTIONAL)
+        during = t.counters(buf)["kernel_mappings"]
+        t.end_cpu_access(buf, Direction.BIDIRECTIONAL)
+        return during - before
+
+    buf = t.allocate(exp, PAGE)
+    first = made(buf)
+    for _ in range(3):
+        t.sync(buf, SyncFlag.END | SyncFlag.RW)
+    return first, made(buf)
+
+
+def test_negative_kmap_cnt_leaves_begin_cpu_access_without_its_mapping():
+    # ION maps in begin (KMAP-003's finding) and, done right, keeps doing so
+    ion = _begin_mappings_after_unbalanced_end(ModelTarget(), "model:reference-ion")
+    assert ion == (1, 1)
+    assert _begin_mappings_after_unbalanced_end(ModelTarget(), REF) == (0, 0)
+    # a count driven negative is non-zero: ion_buffer_kmap_get hands out vaddr NULL
+    bad = _begin_mappings_after_unbalanced_end(ModelTarget(), "model:faulty-negative-kmap-cnt")
+    assert bad == (1, 0)

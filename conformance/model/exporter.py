@@ -246,7 +246,12 @@ class Exporter:
         p = buf.profile
         if self._has_cpu_access_ops(p):
             self.dma.exporter_op("begin_cpu_access", direction, buf.size)
-        if p.kmap_in_begin:
+        if p.kmap_in_begin and buf.kmap_count < 0:
+            # ion_buffer_kmap_get on a count driven negative: non-zero, so it
+            # returns buffer->vaddr (NULL) and counts on; begin "succeeds" unmapped
+            buf.kmap_count += 1
+            buf.begun += 1
+        elif p.kmap_in_begin:
             if not buf.kernel_mapping:
                 if self._vmalloc(buf.size):
                     buf.kernel_mapping = True

@@ -83,6 +83,6 @@ def allocate_or_skip(target, exporter) -> Callable[[int], int]:
         try:
             return target.allocate(exporter.name, size)
         except OutOfMemory:
-            not_checked(f"{exporter.name} cannot allocate {size >> 20} MiB here (ENOMEM)")
+            not_checked(f"{exporter.name} cannot allocate {size} bytes here (ENOMEM)")
 
     return allocate

@@ -26,15 +26,18 @@ UNALIGNED = {"1B": (0, 1), "1page-1B": (1, -1), "1page+1B": (1, 1), "3pages+17B"
 
 @pytest.mark.case("ALLOC-001")
 @pytest.mark.parametrize("size", list(SIZES.values()), ids=list(SIZES))
-def test_allocation_has_the_size_asked_for(target, exporter, size, pages):
+def test_allocation_has_the_size_asked_for(target, exporter, size, pages, allocate_or_skip):
     """A page-multiple allocation succeeds and the dma-buf reports exactly that size.
 
     Contract: dma_heap_ioctl_allocate hands back a dma-buf of ``len`` bytes;
     ``lseek(fd, 0, SEEK_END)`` returns dmabuf->size.  A failing exporter
-    refuses an ordinary size or reports a different one.
+    refuses an ordinary size or reports a different one.  ENOMEM is not
+    checked here, only reported as such: a physically contiguous heap is
+    bounded (5.10's ion_system_contig_heap by the buddy allocator's largest
+    order, 4 MiB on x86; a CMA heap by its area).
     """
     size = pages(size[0]) + size[1]
-    buf = target.allocate(exporter.name, size)
+    buf = allocate_or_skip(size)
     assert target.buffer_size(buf) == size
 
 
@@ -165,6 +168,10 @@ def test_oversize_allocation_is_enomem(target, exporter, pages):
     up-front bound and takes pages one chunk at a time until alloc_pages
     fails, so the child is OOM-killed (SIGKILL) on heap:system; the CMA heap
     (cma_alloc fails at once for more pages than the area has) returns ENOMEM.
+    On 5.10 the system heap (heap-helpers) returns ENOMEM but sizes its page
+    array with kmalloc_array without __GFP_NOWARN, so the request WARNs in
+    the page allocator (order >= MAX_ORDER): a kernel warning user space can
+    trigger, which fails the case through the kernel-health check.
     """
     outcome = unchecked(target).allocate_in_child(exporter.name, OVERSIZE)
     if outcome.startswith("signal:"):

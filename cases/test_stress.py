@@ -51,7 +51,9 @@ def test_fd_exhaustion_fails_cleanly_and_leaks_nothing(target, exporter, pages):
     allocation works again.  A failing exporter leaks the buffer and its
     pages on every failed call (or frees it twice and crashes).  When
     8192 buffers do not exhaust the process's fds, its soft RLIMIT_NOFILE is
-    lowered to 1024 for the case and restored after it.
+    lowered to 1024 for the case and restored after it.  Finding: 5.10's
+    udmabuf_create ends with ``return dma_buf_fd(buf, flags)`` and leaks the
+    buffer when that fails (6.1 puts it).
     """
     real = unchecked(target)
     size = pages(1)

@@ -52,7 +52,14 @@ def test_staging_ion_is_requested_on_5_10_only() -> None:
     assert ION_OPTIONS <= set(_requested((5, 10)))
     for later in ((5, 11), (6, 1), (6, 12)):
         assert not ION_OPTIONS & set(_requested(later))
-        assert fragments_for(later) == [DEFAULT_FRAGMENT]
+    # 6.1 keeps exactly the fragment (and so the cache key) it always had.
+    assert fragments_for((6, 1)) == fragments_for((6, 12)) == [DEFAULT_FRAGMENT]
+
+
+def test_the_block_layer_is_requested_where_9p_root_needs_it() -> None:
+    # Before 5.14 a 9p root mounts only through mount_block_root (CONFIG_BLOCK).
+    assert _requested((5, 10)).get("CONFIG_BLOCK") == "y"
+    assert "CONFIG_BLOCK" not in _requested((5, 14))
 
 
 def test_a_user_fragment_is_taken_as_it_is(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ import pytest
 from conformance.patterns import assert_same_bytes, pattern
 from conformance.records import Direction, SyncFlag
 
-pytestmark = [pytest.mark.attach_order_cmo, pytest.mark.kernel_side]
+pytestmark = [pytest.mark.attach_order_cmo, pytest.mark.kernel_side, pytest.mark.cpu_access]
 
 PAGES = 4  # the buffer of every case, in pages of the target
 

@@ -12,7 +12,7 @@ import pytest
 
 from conformance.patterns import assert_same_bytes, pattern
 
-pytestmark = pytest.mark.mmap
+pytestmark = [pytest.mark.mmap, pytest.mark.cpu_access]
 
 PAGES = 4  # the buffer, in pages of the target
 

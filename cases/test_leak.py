@@ -19,6 +19,7 @@ PAGES = 16  # LEAK-001's buffer, in pages of the target
 
 
 @pytest.mark.case("LEAK-001")
+@pytest.mark.cpu_access
 @pytest.mark.needs("debugfs_bufinfo")
 def test_buffer_is_released_when_fd_and_mappings_are_gone(target, exporter, pages):
     """A dma-buf disappears from the kernel's list once its fd, dups and mappings are closed.

@@ -50,6 +50,7 @@ def test_invalid_sync_flags_are_einval(target, exporter, pages, flags):
 
 
 @pytest.mark.case("SYNC-003")
+@pytest.mark.cpu_access
 @pytest.mark.needs("dma_api_debug")
 def test_bracketed_cpu_access_round_trips_data(target, exporter, pages):
     """Data written between SYNC_START|WRITE and SYNC_END is read back after SYNC_START|READ.

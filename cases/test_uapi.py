@@ -77,6 +77,7 @@ def test_idle_buffer_polls_ready_for_read_and_write(target, exporter, pages):
 
 
 @pytest.mark.case("UAPI-004")
+@pytest.mark.cpu_access
 def test_fdinfo_shows_size_exporter_and_file_references(target, exporter, pages):
     """fdinfo shows the size, the exporter's name and how many references hold the file.
 
@@ -140,6 +141,7 @@ def test_set_name_length_limit(target, exporter, pages, encoding):
 
 
 @pytest.mark.case("UAPI-007")
+@pytest.mark.kernels("6.0..", why="the sync-file ioctls came in 6.0 (20e10881a043, 594740497e99)")
 @pytest.mark.parametrize("flags", [SyncFlag.READ, SyncFlag.WRITE, SyncFlag.RW], ids=str)
 def test_sync_file_export_then_import(target, exporter, pages, flags):
     """A sync file exported with READ, WRITE or RW can be imported back; the buffer stays idle.
@@ -158,6 +160,7 @@ def test_sync_file_export_then_import(target, exporter, pages, flags):
 
 
 @pytest.mark.case("UAPI-008")
+@pytest.mark.kernels("6.0..", why="the sync-file ioctls came in 6.0 (20e10881a043, 594740497e99)")
 @pytest.mark.parametrize("flags", [0, int(SyncFlag.END), 8, int(SyncFlag.RW) | 8, 1 << 31],
                          ids=["none", "END", "bit3", "RW+bit3", "bit31"])  # fmt: skip
 def test_sync_file_with_invalid_flags_is_einval(target, exporter, pages, flags):
@@ -176,6 +179,7 @@ def test_sync_file_with_invalid_flags_is_einval(target, exporter, pages, flags):
 
 
 @pytest.mark.case("UAPI-009")
+@pytest.mark.kernels("6.0..", why="the sync-file ioctls came in 6.0 (20e10881a043, 594740497e99)")
 def test_importing_a_closed_sync_file_is_einval(target, exporter, pages):
     """Importing a sync file that was closed is refused with EINVAL.
 
@@ -191,6 +195,7 @@ def test_importing_a_closed_sync_file_is_einval(target, exporter, pages):
 
 
 @pytest.mark.case("UAPI-010")
+@pytest.mark.cpu_access
 def test_dup_shares_the_buffer_and_outlives_the_original(target, exporter, pages):
     """A dup'ed fd is the same buffer: same inode and size, shared pages, alive after close.
 

@@ -12,7 +12,7 @@ import pytest
 
 from conformance.patterns import assert_same_bytes, page_count_id, pattern
 
-pytestmark = pytest.mark.zero_fill
+pytestmark = [pytest.mark.zero_fill, pytest.mark.cpu_access]
 
 # Buffer sizes in pages of the target: one page, and what are the kselftest's
 # 64 KiB and 1 MiB on a 4 KiB-page kernel.  Counted in pages because the system

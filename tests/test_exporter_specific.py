@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
-from cases import test_fork, test_udmabuf, test_vgem
+from cases import test_fork, test_protected_heap, test_udmabuf, test_vgem
 from conformance.errors import BadAddress, KernelError, SetupError, UnknownExporter
 from conformance.exporters.dmabuf import DmaBuf
 from conformance.exporters.libc import PAGE_SIZE as HOST_PAGE
@@ -58,6 +58,12 @@ CASES: list[tuple[Case, dict[str, Any], str]] = [
     (test_vgem.test_foreign_dma_buf_import_keeps_the_buffer, {}, "vgem-prime-copy"),
     (test_vgem.test_dma_buf_outlives_the_gem_handle, {}, "vgem-gem-close-frees"),
     (test_fork.test_child_writes_are_seen_by_the_parent, {}, "mmap-dontcopy"),
+    (test_protected_heap.test_protected_heap_refuses_user_mappings, {}, "protected-heap-mappable"),
+    (
+        test_protected_heap.test_protected_heap_refuses_kernel_mappings_but_devices_map_it,
+        {},
+        "protected-heap-vmappable",
+    ),
 ]
 IDS = [f"{c.__name__}-{'-'.join(map(str, p.values()))}" for c, p, _ in CASES]
 

@@ -388,6 +388,32 @@ FAULTY: tuple[ExporterProfile, ...] = (
         udmabuf_pins_pages=False,
     ),
     _faulty(
+        "udmabuf-grow-past-end",
+        "mmap",
+        "udmabuf.c udmabuf_vm_fault (pgoff >= ubuf->pagecount -> VM_FAULT_SIGBUS)",
+        "a udmabuf mapping grown by mremap faults in whatever page lies past the buffer's "
+        "page array instead of SIGBUS",
+        kind="udmabuf",
+        mremap_grow="fault-handler",
+        fault_checks_bounds=False,
+    ),
+    _faulty(
+        "protected-heap-mappable",
+        "exporter-specific",
+        "drivers/tee/tee_heap.c (no mmap op: dma_buf_mmap_internal returns -EINVAL)",
+        "a protected heap implements mmap: user space maps memory the secure world owns",
+        kind="protected-heap",
+        has_mmap=True,
+    ),
+    _faulty(
+        "protected-heap-vmappable",
+        "exporter-specific",
+        "drivers/tee/tee_heap.c (no vmap op: dma_buf_vmap returns -EINVAL)",
+        "a protected heap implements vmap: the kernel's CPU maps protected memory",
+        kind="protected-heap",
+        has_vmap=True,
+    ),
+    _faulty(
         "vgem-prime-copy",
         "exporter-specific",
         "drm_prime.c drm_gem_prime_fd_to_handle (own dma-buf -> same object)",

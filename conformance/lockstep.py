@@ -299,6 +299,14 @@ class CheckedTarget(Target):
     def exporters(self):  # type: ignore[override]
         return self.inner.exporters()
 
+    # process-level, not compared: the target alone (the base default would
+    # allocate in this process, through the checked calls)
+    def allocate_in_child(self, exporter: str, size: int) -> str:
+        return self.inner.allocate_in_child(exporter, size)
+
+    def set_fd_limit(self, soft: int) -> int:
+        return self.inner.set_fd_limit(soft)
+
     def devices(self):  # type: ignore[override]
         return self.inner.devices()
 

@@ -239,6 +239,17 @@ def render_markdown(doc: dict[str, Any]) -> str:
             cell = f"{t['passed']} / {t['failed']} / {t['skipped']}"
             cells.append(cell + (f" + {t['error']}E" if t.get("error") else ""))
         lines.append(f"| {exporter} | " + " | ".join(cells) + " |")
+    if base and doc["changes"]:
+        lines += ["", f"## Against {base} (cases × exporters)", "",
+                  f"| kernel | {FIXED} | {STILL} | {NEW} | {NOT_CHECKED} |",
+                  "|---|---|---|---|---|"]
+        for kernel in kernels:
+            if kernel == base:
+                continue
+            tally = {c: 0 for c in (FIXED, STILL, NEW, NOT_CHECKED)}
+            for c in doc["changes"].get(kernel, {}).values():
+                tally[c] += 1
+            lines.append(f"| {kernel} | " + " | ".join(str(n) for n in tally.values()) + " |")
     lines += ["", "## Every failure, side by side", ""]
     if base:
         lines.append(f"Change columns compare with {base}: fixed, still there, new, "

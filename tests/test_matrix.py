@@ -55,6 +55,8 @@ def test_side_by_side_counts_and_changes(tmp_path: Path) -> None:
     assert "| udmabuf | 1 / 1 / 0 | 0 / 2 / 0 | 1 / 1 / 0 |" in text
     assert "| ion:ion_system_heap | 0 / 1 / 0 | – | – |" in text
     assert "| udmabuf | MMAP-005 | pass | **FAIL** | pass | fixed | fixed |" in text
+    assert "| 6.12.118 | 1 | 1 | 0 | 0 |" in text  # fixed, still there, new, not checked
+    assert "| 5.10.223 | 1 | 1 | 1 | 0 |" in text
     assert matrix.exit_status(runs) == 1
 
 

@@ -182,8 +182,14 @@ def test_balanced_vmaps_leave_no_kernel_mapping_and_the_buffer_is_freed(
     calls = _exporter_ops(target)
     assert calls == ["vmap", "vunmap"] * 3, f"the exporter's calls for 3 vmap/vunmap: {calls}"
     after = target.counters(buf)
-    if "kernel_mappings" in baseline:
+    counted = "kernel_mappings" in baseline
+    if counted:
         left = after["kernel_mappings"] - baseline["kernel_mappings"]
         assert left <= 0, f"{left} kernel mapping(s) of the buffer left after balanced vunmaps"
     target.close(buf)
     assert target.live_buffers() == before, "the buffer outlived its last fd"
+    if not counted:
+        not_checked(
+            "the kernel's mappings could not be counted (/proc/vmallocinfo unreadable), so a "
+            "vunmap that leaves its mapping would go unseen; the other checks passed"
+        )

@@ -22,6 +22,7 @@ import pytest
 from conformance.errors import InvalidArgument
 from conformance.patterns import assert_same_bytes, pattern
 from conformance.records import Direction, SyncFlag
+from conformance.skips import not_checked
 
 pytestmark = [pytest.mark.negative_kmap_cnt]
 
@@ -136,3 +137,8 @@ def test_unbalanced_sync_end_leaves_kernel_mappings_and_device_maps_working(
     target.unmap_attachment(att, Direction.TO_DEVICE)
     target.detach(att)
     assert_same_bytes(seen, data, "a device mapped after the unbalanced ENDs reads other data")
+    if made_before is None or made_after is None:
+        not_checked(
+            "the kernel mappings begin_cpu_access holds could not be counted "
+            "(/proc/vmallocinfo unreadable); the other checks passed"
+        )

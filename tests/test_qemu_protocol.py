@@ -112,6 +112,19 @@ def test_agent_dispatches_to_its_target() -> None:
         _call(agent, "sync", buf, 0x80)
 
 
+def test_agent_serves_the_process_level_operations_and_events_dropped() -> None:
+    agent = Agent(ModelTarget(), None)
+    # the model allocates in-process: an oversize request is ENOMEM, reported as such
+    assert _call(agent, "allocate_in_child", "model:reference", 1 << 40) == "errno:ENOMEM"
+    assert _call(agent, "allocate_in_child", "model:reference", 8192) == "ok:8192"
+    with pytest.raises(errors.NotAvailableOnTarget, match="fd limit"):
+        _call(agent, "set_fd_limit", 64)
+    # a full event log crosses the channel as itself: the plugin makes it "not checked"
+    dropped = errors.EventsDropped.of(7, "DMA event log")
+    got = protocol.decode_error(protocol.encode_error(dropped))
+    assert isinstance(got, errors.EventsDropped) and "dropped 7 event(s)" in str(got)
+
+
 def test_agent_turns_direction_ints_back_into_the_enum() -> None:
     seen: list[object] = []
 

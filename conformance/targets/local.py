@@ -272,7 +272,17 @@ class LocalTarget(Target):
         except SetupError as e:
             return Instrument(False, str(e))
         if bounces:
-            return Instrument(True, "the non-coherent probe devices bounce (swiotlb=force)")
+            detail = "the non-coherent probe devices bounce (swiotlb=force)"
+            try:
+                if probe.bounces("coherent"):
+                    # before 5.15 swiotlb=force has no per-device opt-out
+                    detail += (
+                        "; so does the coherent one (no per-device swiotlb before 5.15): "
+                        "it does not stand for a snooping device on this kernel"
+                    )
+            except SetupError:
+                pass
+            return Instrument(True, detail)
         if machine not in ("x86_64", "i686", "i386"):
             # The probe marks its non-coherent devices dma_coherent=false there:
             # the DMA API does real cache maintenance, a missing one shows in data.

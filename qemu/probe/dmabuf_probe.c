@@ -584,12 +584,39 @@ static int probe_ioc_info(void __user *arg)
 	return copy_to_user(arg, &info, sizeof(info)) ? -EFAULT : 0;
 }
 
+#if !PROBE_SWIOTLB_PER_DEVICE
+/*
+ * Before 5.15 swiotlb=force is a global the module cannot read (not
+ * exported), and it bounces every device, the coherent one too (there is
+ * no per-device pool to take away).  So look: map a page for the device
+ * and see whether the DMA address is the page's or a bounce slot's.
+ */
+static bool probe_device_measured_bounce(struct probe_device *pd)
+{
+	void *page = (void *)__get_free_page(GFP_KERNEL);
+	dma_addr_t addr;
+	bool bounces;
+
+	if (!page)
+		return false;
+	addr = dma_map_single(pd->dev, page, PAGE_SIZE, DMA_TO_DEVICE);
+	if (dma_mapping_error(pd->dev, addr)) {
+		free_page((unsigned long)page);
+		return false;
+	}
+	bounces = dma_to_phys(pd->dev, addr) != virt_to_phys(page);
+	dma_unmap_single(pd->dev, addr, PAGE_SIZE, DMA_TO_DEVICE);
+	free_page((unsigned long)page);
+	return bounces;
+}
+#endif
+
 static bool probe_device_bounces(struct probe_device *pd)
 {
 #if PROBE_SWIOTLB_PER_DEVICE
 	return is_swiotlb_force_bounce(pd->dev);
 #else
-	return false;
+	return probe_device_measured_bounce(pd);
 #endif
 }
 

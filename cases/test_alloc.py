@@ -19,9 +19,9 @@ pytestmark = pytest.mark.alloc
 
 # (pages, bytes): a size is pages of the target's page size plus bytes, so a
 # "one page" buffer is one page on a 16 KiB- or 64 KiB-page kernel too.
-SIZES = {"1page": (1, 0), "3pages": (3, 0), "64KiB": (0, 64 * 1024), "1MiB": (0, MiB),
+SIZES = {"1-page": (1, 0), "3-pages": (3, 0), "64KiB": (0, 64 * 1024), "1MiB": (0, MiB),
          "8MiB": (0, 8 * MiB)}  # fmt: skip
-UNALIGNED = {"1B": (0, 1), "1page-1B": (1, -1), "1page+1B": (1, 1), "3pages+17B": (3, 17)}
+UNALIGNED = {"1B": (0, 1), "1-page-1B": (1, -1), "1-page+1B": (1, 1), "3-pages+17B": (3, 17)}
 
 
 @pytest.mark.case("ALLOC-001")
@@ -42,7 +42,7 @@ def test_allocation_has_the_size_asked_for(target, exporter, size, pages, alloca
 
 
 @pytest.mark.case("ALLOC-002")
-@pytest.mark.applies_to("heap", "ion", "vgem")
+@pytest.mark.applies_to("heap", "protected-heap", "ion", "vgem")
 @pytest.mark.parametrize("size", list(UNALIGNED.values()), ids=list(UNALIGNED))
 def test_allocation_rounds_up_to_whole_pages(target, exporter, size, page_size):
     """A length that is not a page multiple is rounded up to whole pages.
@@ -57,7 +57,7 @@ def test_allocation_rounds_up_to_whole_pages(target, exporter, size, page_size):
 
 
 @pytest.mark.case("ALLOC-003")
-@pytest.mark.applies_to("heap", "udmabuf", "ion")
+@pytest.mark.applies_to("heap", "protected-heap", "udmabuf", "ion")
 def test_zero_length_is_einval(target, exporter):
     """A zero length is refused with EINVAL.
 
@@ -70,7 +70,7 @@ def test_zero_length_is_einval(target, exporter):
 
 
 @pytest.mark.case("ALLOC-004")
-@pytest.mark.applies_to("heap")
+@pytest.mark.applies_to("heap", "protected-heap")
 def test_length_that_wraps_when_page_aligned_is_einval(target, exporter):
     """A length within a page of 2**64 is refused with EINVAL, not wrapped to 0.
 
@@ -83,7 +83,7 @@ def test_length_that_wraps_when_page_aligned_is_einval(target, exporter):
 
 
 @pytest.mark.case("ALLOC-005")
-@pytest.mark.applies_to("heap")
+@pytest.mark.applies_to("heap", "protected-heap")
 @pytest.mark.parametrize(
     "fd_flags",
     [os.O_RDWR | os.O_APPEND, os.O_RDWR | os.O_NONBLOCK, os.O_RDWR | 0x4000_0000],
@@ -101,7 +101,7 @@ def test_fd_flags_outside_cloexec_and_accmode_are_einval(target, exporter, fd_fl
 
 
 @pytest.mark.case("ALLOC-006")
-@pytest.mark.applies_to("heap")
+@pytest.mark.applies_to("heap", "protected-heap")
 @pytest.mark.parametrize("heap_flags", [1, 1 << 32, 1 << 63])
 def test_heap_flags_are_einval(target, exporter, heap_flags, pages):
     """Any heap_flags bit is refused with EINVAL.
@@ -114,7 +114,7 @@ def test_heap_flags_are_einval(target, exporter, heap_flags, pages):
 
 
 @pytest.mark.case("ALLOC-007")
-@pytest.mark.applies_to("heap")
+@pytest.mark.applies_to("heap", "protected-heap")
 @pytest.mark.parametrize("struct_size", [16, 24, 48], ids=["older-16B", "exact-24B", "newer-48B"])
 def test_shorter_and_longer_allocation_structs_are_accepted(target, exporter, struct_size, pages):
     """The ALLOC ioctl accepts an older (shorter) and a newer (longer) struct.
@@ -128,7 +128,7 @@ def test_shorter_and_longer_allocation_structs_are_accepted(target, exporter, st
 
 
 @pytest.mark.case("ALLOC-008")
-@pytest.mark.applies_to("heap")
+@pytest.mark.applies_to("heap", "protected-heap")
 @pytest.mark.parametrize(
     "fd_flags",
     [os.O_RDWR, os.O_RDWR | os.O_CLOEXEC, os.O_RDONLY | os.O_CLOEXEC],
@@ -150,7 +150,7 @@ OVERSIZE = 1 << 40
 
 
 @pytest.mark.case("ALLOC-009")
-@pytest.mark.applies_to("heap", "ion")
+@pytest.mark.applies_to("heap", "protected-heap", "ion")
 def test_oversize_allocation_is_enomem(target, exporter, pages):
     """An allocation larger than all memory fails with ENOMEM, and the next one works.
 

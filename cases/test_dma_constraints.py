@@ -63,6 +63,7 @@ def test_segments_fit_the_devices_max_segment_size_and_boundary(target, exporter
 
 
 @pytest.mark.case("DMACON-002")
+@pytest.mark.cpu_access
 def test_device_sees_the_whole_buffer_through_small_segments(target, exporter, vmap_or_none):
     """Data written by the CPU reaches the small-segment device intact, in order.
 

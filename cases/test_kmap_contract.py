@@ -26,7 +26,7 @@ from conformance.patterns import MiB, assert_same_bytes, pattern
 from conformance.records import EXPORTER_LOG, Direction
 from conformance.skips import not_applicable, not_checked
 
-pytestmark = [pytest.mark.kmap_contract, pytest.mark.kernel_side]
+pytestmark = [pytest.mark.kmap_contract, pytest.mark.kernel_side, pytest.mark.cpu_access]
 
 # kernel_mappings counts by size: an odd page count keeps other kernel
 # mappings out of the count.  vmallocinfo lists vmap() areas of any size but
@@ -45,7 +45,7 @@ def _exporter_ops(target) -> list[str]:
 
 
 @pytest.mark.case("KMAP-001")
-@pytest.mark.parametrize("large", [False, True], ids=["4pages", "64MiB"])
+@pytest.mark.parametrize("large", [False, True], ids=["4-pages", "64MiB"])
 def test_kmap_succeeds_after_begin_cpu_access(target, exporter, large, pages, allocate_or_skip):
     """After begin_cpu_access succeeds, dma_buf_kmap of every page succeeds.
 

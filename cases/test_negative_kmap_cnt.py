@@ -24,7 +24,7 @@ from conformance.patterns import assert_same_bytes, pattern
 from conformance.records import Direction, SyncFlag
 from conformance.skips import not_checked
 
-pytestmark = [pytest.mark.negative_kmap_cnt]
+pytestmark = [pytest.mark.negative_kmap_cnt, pytest.mark.cpu_access]
 
 END_FLAGS = [SyncFlag.END | d for d in (SyncFlag.READ, SyncFlag.WRITE, SyncFlag.RW)]
 

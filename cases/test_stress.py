@@ -84,6 +84,7 @@ def test_fd_exhaustion_fails_cleanly_and_leaks_nothing(target, exporter, pages):
 
 @pytest.mark.alloc
 @pytest.mark.case("STRESS-002")
+@pytest.mark.cpu_access
 @pytest.mark.needs("debugfs_bufinfo")
 def test_hundred_threads_allocating_at_once_get_distinct_zeroed_buffers(target, exporter, pages):
     """100 threads allocating together each get their own zeroed pages.

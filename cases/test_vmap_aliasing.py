@@ -22,6 +22,7 @@ from conformance.records import Direction
 pytestmark = [
     pytest.mark.vmap_aliasing,
     pytest.mark.kernel_side,
+    pytest.mark.cpu_access,
     pytest.mark.needs("swiotlb_bounce"),
 ]
 

@@ -99,6 +99,8 @@ class Summary:
     kinds: dict[str, str] = field(default_factory=dict)
     planned: dict[str, dict[str, str]] = field(default_factory=dict)
     comparisons: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # per exporter: {"model": the model exporter it was compared with, "notes": [...]}
+    stand_ins: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def record(self, exporter: str, case_id: str, outcome: str, message: str = "") -> None:
         if outcome not in _RANK:
@@ -162,6 +164,7 @@ class Summary:
             "unused_waivers": list(self.unused_waivers),
             "messages": _sorted_nested(self.messages),
             "comparisons": _sorted_nested(self.comparisons),
+            "stand_ins": dict(sorted(self.stand_ins.items())),
             "target_info": self.target_info,
             "instruments": self.instruments(),
         }
@@ -181,6 +184,7 @@ class Summary:
             kinds=dict(data.get("kinds", {})),
             planned={k: dict(v) for k, v in data.get("planned", {}).items()},
             comparisons={k: dict(v) for k, v in data.get("comparisons", {}).items()},
+            stand_ins={k: dict(v) for k, v in data.get("stand_ins", {}).items()},
         )
 
     @classmethod

@@ -67,3 +67,19 @@ def test_run_record_plan_and_comparisons_round_trip(tmp_path):
     assert again.to_json() == s.to_json()
     with pytest.raises(ValueError, match="plan state"):
         s.plan("udmabuf", "udmabuf", "X", "skipped", CaseMeta("t", "alloc", "MUST"))
+
+
+def test_stand_in_of_each_exporter_round_trips_and_shows_in_markdown(tmp_path):
+    from conformance.report.markdown import render_markdown
+
+    s = Summary(target="qemu", kernel="6.17.0")
+    s.record("udmabuf", "MMAP-001", "passed")
+    s.stand_ins["udmabuf"] = {
+        "model": "model:reference-udmabuf@6.12.118..6.12.y",
+        "notes": ["6.17.0 is newer than the releases the table was checked against"],
+    }
+    back = Summary.load(s.write(tmp_path / "s.json"))
+    assert back.stand_ins == s.stand_ins
+    text = render_markdown(back)
+    assert "(`model:reference-udmabuf@6.12.118..6.12.y`)" in text
+    assert "- note: 6.17.0 is newer" in text

@@ -70,8 +70,11 @@ def _family_lines(summary: Summary, v: Verdict) -> list[str]:
         lines += ["", "Not checked or not run:", ""]
         lines += [f"- `{w.split(': ', 1)[0]}`: {_cell(w.split(': ', 1)[-1])}" for w in whys]
     cmp = comparison_counts(summary, v.exporter)
-    lines += ["", f"Comparison with the reference model: {cmp['fully']} case(s) fully, "
+    stand_in = summary.stand_ins.get(v.exporter)
+    against = f" (`{stand_in['model']}`)" if stand_in else ""
+    lines += ["", f"Comparison with the reference model{against}: {cmp['fully']} case(s) fully, "
               f"{cmp['partially']} partially, {cmp['not compared']} not compared.", ""]
+    lines += [f"- note: {_cell(n)}" for n in (stand_in or {}).get("notes", [])]
     return lines
 
 

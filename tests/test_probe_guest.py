@@ -3,8 +3,9 @@
 Acceptance of issue 5: a system-heap buffer attached to the non-coherent probe
 device, written by the device and unmapped, reads back through mmap after
 SYNC START, and the event log shows the unmap FROM_DEVICE.  The same steps on
-the deliberately broken heap (qemu/probe/broken_heap: unmap skips the CPU
-sync) lose the pattern, and the log shows the unmap with SKIP_CPU_SYNC.
+the deliberately broken heap system-nounmapsync (one of the mutants in
+qemu/probe/broken_heap/mutant_system_heap.c: unmap skips the CPU sync) lose
+the pattern, and the log shows the unmap with SKIP_CPU_SYNC.
 Also: an unprivileged open of /dev/dmabuf_probe is refused.
 
 The guest boots with ``swiotlb=force`` so the non-coherent device really sees
@@ -43,7 +44,7 @@ def _build_modules(build: KernelBuild) -> tuple[Path, Path]:
         if r.returncode != 0:
             tail = "\n".join((r.stdout + r.stderr).splitlines()[-20:])
             pytest.fail(f"`make {target}` for the probe failed:\n{tail}")
-    return PROBE_DIR / "dmabuf_probe.ko", PROBE_DIR / "broken_heap" / "broken_system_heap.ko"
+    return PROBE_DIR / "dmabuf_probe.ko", PROBE_DIR / "broken_heap" / "mutant_system_heap.ko"
 
 
 @pytest.fixture(scope="module")

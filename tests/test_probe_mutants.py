@@ -1,8 +1,9 @@
 """The reworked kernel-side cases fail on a real kernel whose exporter has their bug (slow).
 
-Boots a guest with the probe and qemu/probe/broken_heap/kmap_mutant_heap.ko:
-three copies of the 6.1 system heap, each with one bug of the
-kernel-mapping contract (that file's header says which).  Each case is run
+Boots a guest with the probe and qemu/probe/broken_heap/mutant_system_heap.ko,
+a copy of the 6.1 system heap registered as several heaps, each with one
+bug; three of them break the kernel-mapping contract (the file's header
+says how).  Each case is run
 by calling its function with the guest as target, once on ``heap:system``
 (it passes) and once on its mutant (it fails, and says why).  The model's
 faulty exporters show the same for the model (tests/test_faulty_matrix.py).
@@ -60,7 +61,7 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuTarget]:
                 kernel=build,
                 probe_modules=(
                     PROBE_DIR / "dmabuf_probe.ko",
-                    PROBE_DIR / "broken_heap" / "kmap_mutant_heap.ko",
+                    PROBE_DIR / "broken_heap" / "mutant_system_heap.ko",
                 ),
                 extra_cmdline=("swiotlb=force",),
                 console_path=workdir / "console.log",

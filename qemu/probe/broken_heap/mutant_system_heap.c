@@ -1,13 +1,31 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * DMABUF System heap exporter -- DELIBERATELY BROKEN, TEST ONLY.
+ * DMABUF System heap exporter -- DELIBERATE MUTANTS, TEST ONLY.
  *
  * A copy of drivers/dma-buf/heaps/system_heap.c from Linux 6.1 registered as
- * heap "system-nounmapsync".  The single change: unmap_dma_buf passes
- * DMA_ATTR_SKIP_CPU_SYNC, so the exporter never hands the buffer back to the
- * CPU at unmap (no invalidate on non-coherent devices, no bounce-back under
- * swiotlb).  The conformance suite's acceptance test loads it to show that
- * the probe catches the missing sync, in data and in the DMA event log.
+ * four heaps, each with one bug that the conformance suite must catch on a
+ * real kernel.  A buffer carries its heap's MUTANT_* bits; with none set every
+ * op does what upstream's does (begin_cpu_access and release only add guards
+ * for the states the kernel-mapping mutants leave).  Each heap's one change:
+ *
+ *   system-nounmapsync unmap_dma_buf passes DMA_ATTR_SKIP_CPU_SYNC, so the
+ *                      exporter never hands the buffer back to the CPU at
+ *                      unmap (no invalidate on non-coherent devices, no
+ *                      bounce-back under swiotlb): tests/test_probe_guest.py
+ *   system-beginvmap   begin_cpu_access creates the kernel mapping (ION's
+ *                      ion_buffer_kmap_get), end_cpu_access puts it: KMAP-003
+ *   system-endput      the same, but end_cpu_access puts without a matching
+ *                      begin (seed 001's negative kmap_cnt): the mapping a
+ *                      held vmap uses is unmapped under it: NEGKMAP-002
+ *   system-vunmapleak  vunmap forgets the mapping without vunmap(): every
+ *                      vmap/vunmap pair leaks a kernel mapping: KMAP-004
+ *
+ * The kernel-mapping mutants are shown failing their cases by
+ * tests/test_probe_mutants.py.  One module holds all of them so that there is
+ * a single copy of upstream to keep in step; issue 11 replaces this copy by a
+ * catalogue of patches against upstream (qemu/mutants/), each applied to the
+ * real system_heap.c.
+ *
  * Needs qemu/patches/0001-*.patch (6.1 does not export dma_heap_add).
  *
  * Copyright (C) 2011 Google, Inc.
@@ -29,7 +47,21 @@
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
 
-static struct dma_heap *sys_heap;
+#define MUTANT_BEGIN_VMAP (1U << 0)	/* begin_cpu_access takes a kernel mapping */
+#define MUTANT_END_PUT (1U << 1)	/* end_cpu_access puts it even without a begin */
+#define MUTANT_VUNMAP_LEAK (1U << 2)	/* vunmap drops the mapping without vunmap() */
+#define MUTANT_NO_UNMAP_SYNC (1U << 3)	/* unmap_dma_buf skips the CPU sync */
+
+static const struct {
+	const char *name;
+	unsigned int bugs;
+} mutants[] = {
+	{ "system-nounmapsync", MUTANT_NO_UNMAP_SYNC },
+	{ "system-beginvmap", MUTANT_BEGIN_VMAP },
+	{ "system-endput", MUTANT_BEGIN_VMAP | MUTANT_END_PUT },
+	{ "system-vunmapleak", MUTANT_VUNMAP_LEAK },
+};
+static struct dma_heap *mutant_heaps[ARRAY_SIZE(mutants)];
 
 struct system_heap_buffer {
 	struct dma_heap *heap;
@@ -39,6 +71,8 @@ struct system_heap_buffer {
 	struct sg_table sg_table;
 	int vmap_cnt;
 	void *vaddr;
+	unsigned int bugs;	/* MUTANT_* of the heap it came from */
+	int begun;		/* begin_cpu_access calls not yet ended */
 };
 
 struct dma_heap_attachment {
@@ -153,11 +187,42 @@ static void system_heap_unmap_dma_buf(struct dma_buf_attachment *attachment,
 				      struct sg_table *table,
 				      enum dma_data_direction direction)
 {
+	struct system_heap_buffer *buffer = attachment->dmabuf->priv;
 	struct dma_heap_attachment *a = attachment->priv;
+	unsigned long attrs = 0;
 
+	/* MUTANT_NO_UNMAP_SYNC: the device's writes never reach the CPU's view */
+	if (buffer->bugs & MUTANT_NO_UNMAP_SYNC)
+		attrs = DMA_ATTR_SKIP_CPU_SYNC;
 	a->mapped = false;
-	/* THE BUG: skip the CPU sync that unmap owes the CPU. */
-	dma_unmap_sgtable(attachment->dev, table, direction, DMA_ATTR_SKIP_CPU_SYNC);
+	dma_unmap_sgtable(attachment->dev, table, direction, attrs);
+}
+
+static void *system_heap_do_vmap(struct system_heap_buffer *buffer);
+
+/* ION's ion_buffer_kmap_get/put, on the heap's vmap_cnt (under buffer->lock). */
+static int mutant_kmap_get(struct system_heap_buffer *buffer)
+{
+	void *vaddr;
+
+	if (buffer->vmap_cnt) {
+		buffer->vmap_cnt++;
+		return 0;
+	}
+	vaddr = system_heap_do_vmap(buffer);
+	if (IS_ERR(vaddr))
+		return PTR_ERR(vaddr);
+	buffer->vaddr = vaddr;
+	buffer->vmap_cnt++;
+	return 0;
+}
+
+static void mutant_kmap_put(struct system_heap_buffer *buffer)
+{
+	if (!--buffer->vmap_cnt) {
+		vunmap(buffer->vaddr);
+		buffer->vaddr = NULL;
+	}
 }
 
 static int system_heap_dma_buf_begin_cpu_access(struct dma_buf *dmabuf,
@@ -165,10 +230,20 @@ static int system_heap_dma_buf_begin_cpu_access(struct dma_buf *dmabuf,
 {
 	struct system_heap_buffer *buffer = dmabuf->priv;
 	struct dma_heap_attachment *a;
+	int ret;
 
 	mutex_lock(&buffer->lock);
 
-	if (buffer->vmap_cnt)
+	if (buffer->bugs & MUTANT_BEGIN_VMAP) {
+		ret = mutant_kmap_get(buffer);
+		if (ret) {
+			mutex_unlock(&buffer->lock);
+			return ret;
+		}
+		buffer->begun++;
+	}
+
+	if (buffer->vmap_cnt > 0 && buffer->vaddr)
 		invalidate_kernel_vmap_range(buffer->vaddr, buffer->len);
 
 	list_for_each_entry(a, &buffer->attachments, list) {
@@ -189,13 +264,20 @@ static int system_heap_dma_buf_end_cpu_access(struct dma_buf *dmabuf,
 
 	mutex_lock(&buffer->lock);
 
-	if (buffer->vmap_cnt)
+	if (buffer->vmap_cnt > 0)
 		flush_kernel_vmap_range(buffer->vaddr, buffer->len);
 
 	list_for_each_entry(a, &buffer->attachments, list) {
 		if (!a->mapped)
 			continue;
 		dma_sync_sgtable_for_device(a->dev, a->table, direction);
+	}
+	if ((buffer->bugs & MUTANT_BEGIN_VMAP) &&
+	    (buffer->begun > 0 || (buffer->bugs & MUTANT_END_PUT))) {
+		/* MUTANT_END_PUT: an END without a BEGIN puts someone else's count */
+		if (buffer->begun > 0)
+			buffer->begun--;
+		mutant_kmap_put(buffer);
 	}
 	mutex_unlock(&buffer->lock);
 
@@ -284,7 +366,8 @@ static void system_heap_vunmap(struct dma_buf *dmabuf, struct iosys_map *map)
 
 	mutex_lock(&buffer->lock);
 	if (!--buffer->vmap_cnt) {
-		vunmap(buffer->vaddr);
+		if (!(buffer->bugs & MUTANT_VUNMAP_LEAK))
+			vunmap(buffer->vaddr);
 		buffer->vaddr = NULL;
 	}
 	mutex_unlock(&buffer->lock);
@@ -298,6 +381,9 @@ static void system_heap_dma_buf_release(struct dma_buf *dmabuf)
 	struct scatterlist *sg;
 	int i;
 
+	/* a kernel mapping left by begin (or by a negative count) goes with the buffer */
+	if (buffer->vmap_cnt > 0 && buffer->vaddr)
+		vunmap(buffer->vaddr);
 	table = &buffer->sg_table;
 	for_each_sgtable_sg(table, sg, i) {
 		struct page *page = sg_page(sg);
@@ -365,6 +451,9 @@ static struct dma_buf *system_heap_allocate(struct dma_heap *heap,
 	mutex_init(&buffer->lock);
 	buffer->heap = heap;
 	buffer->len = len;
+	for (i = 0; i < ARRAY_SIZE(mutants); i++)
+		if (mutant_heaps[i] == heap)
+			buffer->bugs = mutants[i].bugs;
 
 	INIT_LIST_HEAD(&pages);
 	i = 0;
@@ -434,18 +523,19 @@ static const struct dma_heap_ops system_heap_ops = {
 static int system_heap_create(void)
 {
 	struct dma_heap_export_info exp_info;
+	unsigned int i;
 
-	exp_info.name = "system-nounmapsync";
-	exp_info.ops = &system_heap_ops;
-	exp_info.priv = NULL;
-
-	sys_heap = dma_heap_add(&exp_info);
-	if (IS_ERR(sys_heap))
-		return PTR_ERR(sys_heap);
-
+	for (i = 0; i < ARRAY_SIZE(mutants); i++) {
+		exp_info.name = mutants[i].name;
+		exp_info.ops = &system_heap_ops;
+		exp_info.priv = NULL;
+		mutant_heaps[i] = dma_heap_add(&exp_info);
+		if (IS_ERR(mutant_heaps[i]))
+			return PTR_ERR(mutant_heaps[i]);	/* 6.1 has no heap removal */
+	}
 	return 0;
 }
 module_init(system_heap_create);
 MODULE_LICENSE("GPL v2");
-MODULE_DESCRIPTION("TEST ONLY: system heap copy without the unmap-time sync");
+MODULE_DESCRIPTION("TEST ONLY: system heap copies, each with one contract bug");
 MODULE_IMPORT_NS(DMA_BUF);

@@ -201,12 +201,16 @@ def test_dup_shares_the_buffer_and_outlives_the_original(target, exporter, pages
 
     Contract: dup takes a reference on the one dma-buf file (IGT dup
     refcounting).  A failing exporter frees the buffer when the first fd
-    closes, or the second fd maps other pages.
+    closes, or the second fd maps other pages.  The inode is compared where
+    fdinfo shows one (5.10's fs/proc/fd.c does not print ``ino``); the
+    shared pages after the first fd is closed are checked on every kernel.
     """
     size = pages(PAGES)
     buf = target.allocate(exporter.name, size)
     second = target.dup(buf)
-    assert target.fdinfo(second)["ino"] == target.fdinfo(buf)["ino"]
+    inos = {target.fdinfo(b).get("ino") for b in (buf, second)}
+    if None not in inos:
+        assert len(inos) == 1, f"the dup is another file: fdinfo ino {sorted(inos)}"
     assert target.buffer_size(second) == size
     first_map = target.mmap(buf)
     data = pattern(size, seed=0x7D)

@@ -241,3 +241,11 @@ def test_past_list_limit_fails_a_kernel_ignoring_its_lowered_parameter():
     with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
         _run_past_list_limit(kernel, reported=7)
     assert kernel.counts == [8]
+
+
+def test_udmabuf_without_parameters_has_the_compiled_in_limits(tmp_path):
+    # 5.10's udmabuf.c: `static const u32 list_limit = 1024`, no module parameters at all
+    limits, missing = read_limits(str(tmp_path / "no-parameters"))
+    assert limits == {"list_limit": 1024, "size_limit_mb": 64} and missing == []
+    info = UdmabufExporter("/dev/udmabuf", params_dir=str(tmp_path / "no-parameters")).info()
+    assert test_udmabuf.list_limit(info) == 1024

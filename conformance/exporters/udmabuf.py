@@ -55,6 +55,11 @@ def read_limits(params_dir: str = UDMABUF_PARAMS) -> tuple[dict[str, int], list[
     """udmabuf's limit parameters as found in ``params_dir``, and why any is missing."""
     limits: dict[str, int] = {}
     missing: list[str] = []
+    if not os.path.exists(params_dir):
+        # Before the limits became module parameters they were constants
+        # (5.10.223 udmabuf.c:15-16, `static const u32 list_limit = 1024`):
+        # a udmabuf with no parameters at all enforces the compiled-in defaults.
+        return {"list_limit": DEFAULT_LIST_LIMIT, "size_limit_mb": DEFAULT_SIZE_LIMIT_MB}, []
     for name in LIMIT_NAMES:
         path = os.path.join(params_dir, name)
         try:

@@ -151,7 +151,20 @@ class LocalTarget(Target):
         self._bufinfo_fd: int | None = None
         self._kmsg_pending: list[str] = []  # read by an operation, not yet by health()
         self._kmsg = KmsgReader(kmsg_path)
+        self._report_every_dma_api_error()
         self._dma_api_errors = self._read_dma_api_errors()
+
+    def _report_every_dma_api_error(self) -> None:
+        """Make dma-debug print every error, not only its first of the boot.
+
+        By default it prints one report and then only counts; a later case's
+        error would then fail it with no line saying which call was wrong.
+        """
+        try:
+            with open(os.path.join(self.debugfs, "dma-api", "all_errors"), "w") as f:
+                f.write("1")
+        except OSError:
+            pass  # no dma-debug, or not root: the instrument says so
 
     # -- handles -------------------------------------------------------------------
     def _new_handle(self) -> int:

@@ -154,6 +154,7 @@ class ModelTarget(
         self._attachments = {}
         self._vmaps = {}
         self._kmaps = {}
+        self._mapping_base = {}
         self._sync_files = set()
         self._live = set()  # ino of every buffer not yet released
         self._buffers = {}

@@ -34,6 +34,7 @@ class KernelImporter(FdTable):
     _attachments: dict[int, Attachment]
     _vmaps: dict[int, Vmap]
     _kmaps: dict[int, ModelBuffer]
+    _mapping_base: dict[int, int]  # buffer handle -> kernel mappings when first asked
 
     def attach(self, buf: int, device: str) -> int:
         b = self._fd(buf, "dma_buf_attach").buffer
@@ -160,13 +161,18 @@ class KernelImporter(FdTable):
 
     def counters(self, buf: int) -> dict[str, int]:
         b = self._fd(buf, "counters").buffer
+        mappings = int(b.vmap_live or b.kernel_mapping) + b.leaked_vmaps
+        # A real kernel's mappings can only be counted as the change since the
+        # buffer was first asked about (LocalTarget.counters): the same here, so
+        # the two agree whenever the first question comes.
+        base = self._mapping_base.setdefault(buf, mappings)
         return {
             "attachments": len(b.attachments),
             "maps": sum(a.maps for a in b.attachments),
             "vmap_count": b.vmap_count,
             "kmap_count": b.kmap_count,
             # kernel virtual mappings of the buffer (what /proc/vmallocinfo shows)
-            "kernel_mappings": int(b.vmap_live or b.kernel_mapping) + b.leaked_vmaps,
+            "kernel_mappings": mappings - base,
             # model only: sg tables the exporter holds DMA-mapped right now
             "dma_mapped": sum(1 for a in b.attachments if a.sgt is not None and a.sgt.mapped),
         }

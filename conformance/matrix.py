@@ -34,6 +34,7 @@ from typing import Any, Optional, Sequence
 
 from conformance.errors import SetupError
 from conformance.qemu.kernel import REPO_ROOT, ensure_kernel
+from conformance.report.verdict import status_of
 
 DEFAULT_SOURCES = (
     Path("/usr/src/linux-source-5.10.tar.xz"),
@@ -281,16 +282,13 @@ def write_tables(runs: Sequence[KernelRun], out_dir: Path, baseline: str) -> tup
 
 
 def exit_status(runs: Sequence[KernelRun]) -> int:
+    """2 when some kernel has no valid verdict (it did not build, boot or run in full, or
+    the single-run rule of ``report.verdict`` gives it none), else 1 when an exporter is
+    not conformant on some kernel, else 0."""
     if not runs or any(r.error for r in runs):
         return 2
-    for run in runs:
-        verdicts = run.summary.get("verdicts", {})
-        if not verdicts:
-            return 2
-        if any(v != "conformant" for v in verdicts.values()):
-            return 1 if all(v in ("conformant", "not conformant")
-                            for v in verdicts.values()) else 2
-    return 0
+    per_kernel = [status_of(list(r.summary.get("verdicts", {}).values())) for r in runs]
+    return 2 if 2 in per_kernel else max(per_kernel)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

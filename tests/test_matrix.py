@@ -71,6 +71,9 @@ def test_a_kernel_without_a_valid_verdict_makes_the_matrix_exit_2(tmp_path: Path
     incomplete = _run("6.12.118", {"udmabuf": {"CMO-001": "passed"}},
                       {"udmabuf": "incomplete"})
     assert matrix.exit_status([good, incomplete]) == 2
+    waived = _run("6.12.118", {"udmabuf": {"CMO-001": "failed"}},
+                  {"udmabuf": "conformant with waivers"})
+    assert matrix.exit_status([good, waived]) == 0  # a waiver is an accepted deviation
     md = matrix.render_markdown(matrix.build_matrix([good, broken], "6.1"))
     assert "no valid verdict: no summary" in md
 

@@ -40,6 +40,7 @@ VERDICTS = (CONFORMANT, WITH_WAIVERS, NOT_CONFORMANT, INCOMPLETE, ERROR)
 __all__ = [
     "CONFORMANT", "WITH_WAIVERS", "NOT_CONFORMANT", "INCOMPLETE", "ERROR", "LEVELS",
     "Verdict", "level_of", "verdict_for", "verdicts", "run_problem", "exit_status",
+    "status_of",
     "summary_document",
 ]
 
@@ -128,9 +129,14 @@ def run_problem(summary: Summary) -> str:
 
 def exit_status(all_verdicts: list[Verdict]) -> int:
     """0: every exporter conformant; 1: one is not; 2: no valid verdict."""
-    if any(v.verdict == NOT_CONFORMANT for v in all_verdicts):
+    return status_of([v.verdict for v in all_verdicts])
+
+
+def status_of(verdict_names: list[str]) -> int:
+    """``exit_status`` from the verdict strings a summary carries (``verdicts``)."""
+    if any(v == NOT_CONFORMANT for v in verdict_names):
         return 1
-    if not all_verdicts or any(v.verdict in (INCOMPLETE, ERROR) for v in all_verdicts):
+    if not verdict_names or any(v not in (CONFORMANT, WITH_WAIVERS) for v in verdict_names):
         return 2
     return 0
 

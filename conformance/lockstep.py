@@ -202,6 +202,14 @@ def _project(op: str, result: Any) -> Outcome:
     return Outcome("ok")
 
 
+# A real kernel's kernel_mappings is read off /proc/vmallocinfo by size: it
+# cannot see vm_map_ram mappings of 64 pages or fewer, and other mappings of
+# the same size count in.  The cases that need it judge it with those limits
+# in mind (KMAP-003/004, NEGKMAP-002); a step-by-step comparison would call
+# every blind spot a divergence (seen: 5.10's vgem vmap of one page).
+_COUNTERS_CASES_JUDGE = frozenset({"kernel_mappings"})
+
+
 def _same(op: str, target: Outcome, model: Outcome) -> str:
     """Empty when the two agree, else a sentence saying how they differ."""
     if target.status != model.status:
@@ -209,7 +217,7 @@ def _same(op: str, target: Outcome, model: Outcome) -> str:
     if target.status != "ok" or target.value is None or model.value is None:
         return ""
     if op == "counters":
-        common = set(target.value) & set(model.value)
+        common = (set(target.value) & set(model.value)) - _COUNTERS_CASES_JUDGE
         bad = [k for k in sorted(common) if target.value[k] != model.value[k]]
         if bad:
             return "counter " + ", ".join(

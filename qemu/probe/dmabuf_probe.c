@@ -77,6 +77,7 @@ struct probe_device {
 	struct platform_device *pdev;
 	struct device *dev;
 	struct probe_ring ring;
+	bool bounces;		/* before 5.15: measured once at load, before the hooks */
 };
 
 /* Names and properties mirror conformance.records.STANDARD_DEVICES. */
@@ -616,7 +617,7 @@ static bool probe_device_bounces(struct probe_device *pd)
 #if PROBE_SWIOTLB_PER_DEVICE
 	return is_swiotlb_force_bounce(pd->dev);
 #else
-	return probe_device_measured_bounce(pd);
+	return pd->bounces;
 #endif
 }
 
@@ -1263,6 +1264,15 @@ static int __init probe_init(void)
 		}
 	}
 	spin_lock_init(&probe_exporter_ring.lock);
+#if !PROBE_SWIOTLB_PER_DEVICE
+	/*
+	 * The measurement maps a page: done here, before the DMA-API hooks are
+	 * placed, it never shows in a device's event log as a call of the
+	 * exporter's (it did, in the first case of a 5.10 run).
+	 */
+	for (i = 0; i < NUM_PROBE_DEVICES; i++)
+		probe_devices[i].bounces = probe_device_measured_bounce(&probe_devices[i]);
+#endif
 	if (event_log)
 		probe_register_hooks();
 	ret = misc_register(&probe_misc);

@@ -14,71 +14,24 @@ a bounce copy (qemu/probe/README.md) and loads both modules.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from conformance.errors import SetupError
-from conformance.qemu.boot import Guest, GuestConfig
-from conformance.qemu.kernel import KernelBuild, ensure_kernel
+from conformance.qemu.kernel import KernelBuild
 from conformance.records import Direction, DmaEvent, SyncFlag
 from conformance.targets.qemu import QemuTarget
 
 pytestmark = pytest.mark.slow
 
-PROBE_DIR = Path(__file__).resolve().parents[1] / "qemu" / "probe"
 SIZE = 256 << 10  # below swiotlb's 256 KiB-per-segment limit in 64 KiB heap chunks
 BROKEN_HEAP = "heap:system-nounmapsync"
 
 
-def _build_modules(build: KernelBuild) -> tuple[Path, Path]:
-    for target in ("modules", "broken_heap"):
-        r = subprocess.run(
-            ["make", "-C", str(PROBE_DIR), f"KDIR={build.kdir}", target],
-            capture_output=True,
-            text=True,
-        )
-        if r.returncode != 0:
-            tail = "\n".join((r.stdout + r.stderr).splitlines()[-20:])
-            pytest.fail(f"`make {target}` for the probe failed:\n{tail}")
-    return PROBE_DIR / "dmabuf_probe.ko", PROBE_DIR / "broken_heap" / "mutant_system_heap.ko"
-
-
 @pytest.fixture(scope="module")
-def kernel_build() -> KernelBuild:
-    try:
-        return ensure_kernel(None)
-    except SetupError as exc:
-        pytest.skip(f"no test kernel: {exc}")
-
-
-@pytest.fixture(scope="module")
-def guest(
-    kernel_build: KernelBuild, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[QemuTarget]:
-    build = kernel_build
-    probe, broken = _build_modules(build)
-    workdir = tmp_path_factory.mktemp("probe-guest")
-    target = QemuTarget(
-        Guest(
-            GuestConfig(
-                kernel=build,
-                probe_modules=(probe, broken),
-                extra_cmdline=("swiotlb=force",),
-                console_path=workdir / "console.log",
-                name="probe",
-            ),
-            workdir=workdir,
-        )
-    )
-    target.start()
-    try:
-        yield target
-    finally:
-        target.stop()
+def guest(mutant_guest: QemuTarget) -> QemuTarget:
+    return mutant_guest
 
 
 def _pattern(size: int) -> bytes:

@@ -12,23 +12,18 @@ faulty exporters show the same for the model (tests/test_faulty_matrix.py).
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 from pathlib import Path
 from types import ModuleType
-from typing import Iterator
 
 import pytest
 
-from conformance.errors import BadAddress, SetupError
-from conformance.qemu.boot import Guest, GuestConfig
-from conformance.qemu.kernel import KernelBuild, ensure_kernel
+from conformance.errors import BadAddress
 from conformance.records import ExporterInfo
 from conformance.targets.qemu import QemuTarget
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-PROBE_DIR = REPO / "qemu" / "probe"
 PAGE = 4096
 
 
@@ -41,45 +36,12 @@ def _case_module(name: str) -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuTarget]:
-    try:
-        build: KernelBuild = ensure_kernel(None)
-    except SetupError as exc:
-        pytest.skip(f"no test kernel: {exc}")
-    for make_target in ("modules", "broken_heap"):
-        r = subprocess.run(
-            ["make", "-C", str(PROBE_DIR), f"KDIR={build.kdir}", make_target],
-            capture_output=True,
-            text=True,
-        )
-        if r.returncode != 0:
-            pytest.fail(f"`make {make_target}` failed:\n{(r.stdout + r.stderr)[-2000:]}")
-    workdir = tmp_path_factory.mktemp("mutants")
-    target = QemuTarget(
-        Guest(
-            GuestConfig(
-                kernel=build,
-                probe_modules=(
-                    PROBE_DIR / "dmabuf_probe.ko",
-                    PROBE_DIR / "broken_heap" / "mutant_system_heap.ko",
-                ),
-                extra_cmdline=("swiotlb=force",),
-                console_path=workdir / "console.log",
-                name="mutants",
-            ),
-            workdir=workdir,
-        )
-    )
-    target.start()
-    names = {e.name for e in target.exporters()}
+def guest(mutant_guest: QemuTarget) -> QemuTarget:
+    names = {e.name for e in mutant_guest.exporters()}
     missing = {"heap:system-beginvmap", "heap:system-endput", "heap:system-vunmapleak"} - names
     if missing:
-        target.stop()
         pytest.fail(f"mutant heaps did not register: {missing}")
-    try:
-        yield target
-    finally:
-        target.stop()
+    return mutant_guest
 
 
 def _heap(name: str) -> ExporterInfo:

@@ -2,8 +2,8 @@
 
 Boots a guest with the probe and qemu/probe/broken_heap/mutant_system_heap.ko,
 a copy of the 6.1 system heap registered as several heaps, each with one
-bug; three of them break the kernel-mapping contract (the file's header
-says how).  Each case is run
+bug; three of them break the kernel-mapping contract, one the streaming-DMA
+contract (the file's header says how).  Each case is run
 by calling its function with the guest as target, once on ``heap:system``
 (it passes) and once on its mutant (it fails, and says why).  The model's
 faulty exporters show the same for the model (tests/test_faulty_matrix.py).
@@ -18,7 +18,7 @@ from types import ModuleType
 import pytest
 
 from conformance.errors import BadAddress
-from conformance.records import ExporterInfo
+from conformance.records import Direction, ExporterInfo
 from conformance.targets.qemu import QemuTarget
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,13 @@ def _case_module(name: str) -> ModuleType:
 @pytest.fixture(scope="module")
 def guest(mutant_guest: QemuTarget) -> QemuTarget:
     names = {e.name for e in mutant_guest.exporters()}
-    missing = {"heap:system-beginvmap", "heap:system-endput", "heap:system-vunmapleak"} - names
+    wanted = {
+        "heap:system-beginvmap",
+        "heap:system-endput",
+        "heap:system-vunmapleak",
+        "heap:system-nocpusync",
+    }
+    missing = wanted - names
     if missing:
         pytest.fail(f"mutant heaps did not register: {missing}")
     return mutant_guest
@@ -82,4 +88,36 @@ def test_negkmap_002_catches_end_cpu_access_unmapping_a_held_vmap(guest: QemuTar
     guest.close_all()
     buf = guest.allocate("heap:system", PAGE)
     assert guest.buffer_size(buf) == PAGE  # the guest and its agent are fine
+    guest.close_all()
+
+
+@pytest.mark.parametrize(
+    "name, direction, path",
+    [
+        ("test_cpu_reads_what_a_still_mapped_device_wrote", Direction.FROM_DEVICE, "uapi"),
+        ("test_cpu_reads_what_a_still_mapped_device_wrote", Direction.BIDIRECTIONAL, "kernel"),
+        ("test_still_mapped_device_reads_what_the_cpu_wrote", Direction.TO_DEVICE, "uapi"),
+        ("test_still_mapped_device_reads_what_the_cpu_wrote", Direction.TO_DEVICE, "kernel"),
+    ],
+)
+def test_stream_cases_catch_begin_end_cpu_access_skipping_mapped_attachments(
+    guest: QemuTarget, name: str, direction: Direction, path: str
+) -> None:
+    """STREAM-001/002 pass on the system heap and fail on its copy whose begin/end_cpu_access
+    skip the sync of mapped attachments (a non-coherent device bounces under swiotlb=force)."""
+    case = getattr(_case_module("test_streaming_dma"), name)
+    case(guest, _heap("system"), _pages, guest.vmap, direction, "noncoherent", path)
+    guest.close_all()
+    with pytest.raises(AssertionError, match="stale data"):
+        case(guest, _heap("system-nocpusync"), _pages, guest.vmap, direction, "noncoherent", path)
+    guest.close_all()
+
+
+def test_stream_003_catches_end_cpu_access_skipping_mapped_attachments(guest: QemuTarget) -> None:
+    run = _case_module("test_streaming_dma").test_every_mapped_attachment_reads_what_the_cpu_wrote
+    order = ("coherent", "smallseg", "noncoherent")
+    run(guest, _heap("system"), _pages, guest.vmap, order, "uapi")
+    guest.close_all()
+    with pytest.raises(AssertionError, match="smallseg .* read stale data"):
+        run(guest, _heap("system-nocpusync"), _pages, guest.vmap, order, "uapi")
     guest.close_all()

@@ -242,6 +242,15 @@ class Exporter:
         # vgem (drm_gem_shmem) has no begin/end_cpu_access: the core calls nothing
         return p.cpu_access != "none" or p.kmap_in_begin
 
+    @staticmethod
+    def _cpu_access_tables(buf: ModelBuffer) -> list:
+        """The mapped attachments' tables begin/end_cpu_access sync (all, first, none)."""
+        tables = [a.sgt for a in buf.attachments if a.sgt is not None and a.sgt.mapped]
+        syncs = buf.profile.cpu_access_syncs
+        if syncs == "none":
+            return []
+        return tables[:1] if syncs == "first" else tables
+
     def begin_cpu_access(self, buf: ModelBuffer, direction: Direction, op: str) -> None:
         p = buf.profile
         if self._has_cpu_access_ops(p):
@@ -266,9 +275,8 @@ class Exporter:
                 self.dma.cmo_range(
                     "invalidate", VMAP, build_runs(buf.pages), "invalidate_kernel_vmap_range"
                 )
-            for a in buf.attachments:
-                if a.sgt is not None and a.sgt.mapped:
-                    self.dma.sync_for_cpu(a.sgt, direction)
+            for sgt in self._cpu_access_tables(buf):
+                self.dma.sync_for_cpu(sgt, direction)
         elif p.cpu_access == "misc-device":
             if buf.misc_sgt is None:
                 buf.misc_sgt = self._new_sgt(buf, UDMABUF_MISC)
@@ -287,9 +295,8 @@ class Exporter:
         if p.cpu_access == "attachments":
             if buf.vmap_live and p.vmap_cmo:
                 self.dma.cmo_range("flush", VMAP, build_runs(buf.pages), "flush_kernel_vmap_range")
-            for a in buf.attachments:
-                if a.sgt is not None and a.sgt.mapped:
-                    self.dma.sync_for_device(a.sgt, direction)
+            for sgt in self._cpu_access_tables(buf):
+                self.dma.sync_for_device(sgt, direction)
         elif p.cpu_access == "misc-device":
             if buf.misc_sgt is None:
                 raise kernel_error(errno.EINVAL, op, "END without a prior START")

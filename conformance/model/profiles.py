@@ -26,6 +26,7 @@ FAMILIES = (
     "kmap-contract",
     "negative-kmap-cnt",
     "vmap-aliasing",
+    "streaming-dma",
     "dma-constraints",
     "zero-fill",
     "leak",
@@ -57,6 +58,9 @@ class ExporterProfile:
     # "misc-device" (udmabuf: map for its own misc device), "none" (no callbacks: vgem)
     cpu_access: str = "attachments"
     end_requires_begin: bool = False  # END with nothing begun -> EINVAL (udmabuf)
+    # with cpu_access="attachments": which mapped attachments begin/end sync: "all",
+    # "first" (only the first on the list), "none" (mapped attachments are skipped)
+    cpu_access_syncs: str = "all"
     # kernel mappings
     has_vmap: bool = True
     vmap_refcount: bool = True  # False: calls reach the exporter uncounted (no vmapping_counter)
@@ -263,6 +267,22 @@ FAULTY: tuple[ExporterProfile, ...] = (
         "the exporter's vunmap never unmaps (a vmap_cnt that never reaches 0, a missing "
         "vunmap()): every vmap/vunmap pair leaks a kernel mapping and its vmalloc space",
         vunmap_unmaps=False,
+    ),
+    _faulty(
+        "cpu-access-skips-mapped",
+        "streaming-dma",
+        "seeds 000, 001 (begin/end_cpu_access sync every attached device); issue 11",
+        "begin/end_cpu_access do not sync mapped attachments: while a device stays mapped, "
+        "the CPU reads stale data after SYNC_START and the device after SYNC_END",
+        cpu_access_syncs="none",
+    ),
+    _faulty(
+        "cpu-access-first-attachment-only",
+        "streaming-dma",
+        "seed 000 ('sync for device access for all currently attached devices')",
+        "begin/end_cpu_access sync only the first mapped attachment on the buffer's list: "
+        "every other device mapped at the same time reads stale data",
+        cpu_access_syncs="first",
     ),
     _faulty(
         "sg-too-long",

@@ -83,6 +83,9 @@ FAMILY_SOURCES: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] =
     "vmap_aliasing": (("003",), (
         ("cachetlb: flush_kernel_vmap_range", "https://docs.kernel.org/core-api/cachetlb.html"),
     )),
+    "streaming_dma": (("000", "001"), (
+        ("DMA API: streaming DMA mappings (dma_sync_*)", DMA_API_DOC),
+    )),
     "dma_constraints": (("002",), (
         ("DMA API: dma_get_max_seg_size", DMA_API_DOC),
     )),

@@ -3,7 +3,7 @@
  * DMABUF System heap exporter -- DELIBERATE MUTANTS, TEST ONLY.
  *
  * A copy of drivers/dma-buf/heaps/system_heap.c from Linux 6.1 registered as
- * four heaps, each with one bug that the conformance suite must catch on a
+ * five heaps, each with one bug that the conformance suite must catch on a
  * real kernel.  A buffer carries its heap's MUTANT_* bits; with none set every
  * op does what upstream's does (begin_cpu_access and release only add guards
  * for the states the kernel-mapping mutants leave).  Each heap's one change:
@@ -19,6 +19,10 @@
  *                      held vmap uses is unmapped under it: NEGKMAP-002
  *   system-vunmapleak  vunmap forgets the mapping without vunmap(): every
  *                      vmap/vunmap pair leaks a kernel mapping: KMAP-004
+ *   system-nocpusync   begin/end_cpu_access skip dma_sync_sgtable_for_cpu/
+ *                      _for_device for mapped attachments: a device that
+ *                      stays mapped and the CPU never hand the buffer over
+ *                      (seeds 000/001, issue 11): STREAM-001..003
  *
  * The kernel-mapping mutants are shown failing their cases by
  * tests/test_probe_mutants.py.  One module holds all of them so that there is
@@ -51,6 +55,7 @@
 #define MUTANT_END_PUT (1U << 1)	/* end_cpu_access puts it even without a begin */
 #define MUTANT_VUNMAP_LEAK (1U << 2)	/* vunmap drops the mapping without vunmap() */
 #define MUTANT_NO_UNMAP_SYNC (1U << 3)	/* unmap_dma_buf skips the CPU sync */
+#define MUTANT_NO_CPU_SYNC (1U << 4)	/* begin/end_cpu_access skip mapped attachments */
 
 static const struct {
 	const char *name;
@@ -60,6 +65,7 @@ static const struct {
 	{ "system-beginvmap", MUTANT_BEGIN_VMAP },
 	{ "system-endput", MUTANT_BEGIN_VMAP | MUTANT_END_PUT },
 	{ "system-vunmapleak", MUTANT_VUNMAP_LEAK },
+	{ "system-nocpusync", MUTANT_NO_CPU_SYNC },
 };
 static struct dma_heap *mutant_heaps[ARRAY_SIZE(mutants)];
 
@@ -247,7 +253,7 @@ static int system_heap_dma_buf_begin_cpu_access(struct dma_buf *dmabuf,
 		invalidate_kernel_vmap_range(buffer->vaddr, buffer->len);
 
 	list_for_each_entry(a, &buffer->attachments, list) {
-		if (!a->mapped)
+		if (!a->mapped || (buffer->bugs & MUTANT_NO_CPU_SYNC))
 			continue;
 		dma_sync_sgtable_for_cpu(a->dev, a->table, direction);
 	}
@@ -268,7 +274,7 @@ static int system_heap_dma_buf_end_cpu_access(struct dma_buf *dmabuf,
 		flush_kernel_vmap_range(buffer->vaddr, buffer->len);
 
 	list_for_each_entry(a, &buffer->attachments, list) {
-		if (!a->mapped)
+		if (!a->mapped || (buffer->bugs & MUTANT_NO_CPU_SYNC))
 			continue;
 		dma_sync_sgtable_for_device(a->dev, a->table, direction);
 	}

@@ -1,0 +1,200 @@
+"""Streaming DMA: CPU access while a device keeps its mapping.
+
+Source: seed 000 (Liam Mark's ION thread: "If there are already attachments,
+then ion_dma_buf_begin_cpu_access() will sync for CPU access against all of
+the attached devices ... ion_dma_buf_end_cpu_access() will sync for device
+access for all currently attached devices") and seed 001 (begin/end
+_cpu_access as the bracket the kernel's own CPU access goes through).  The
+DMA API's streaming rule behind it: while a mapping lives, the CPU may touch
+the memory only between dma_sync_*_for_cpu and dma_sync_*_for_device.  A
+dma-buf exporter does these syncs for its importers in begin_cpu_access
+(DMA_BUF_IOCTL_SYNC START) and end_cpu_access (SYNC END): for every mapped
+attachment, whatever order the devices attached in.
+
+A failing exporter skips the sync for mapped attachments (or syncs only the
+first, or caches its sg table and never syncs at all): the CPU reads what the
+device's cache or bounce buffer never handed back, and the device reads what
+the CPU's cache never wrote out.
+
+How a failure shows: as data.  On a machine without cache maintenance (x86)
+only a bounce copy (swiotlb=force) makes a missing sync visible, so every
+case needs ``swiotlb_bounce``; on the model, the non-coherent device reads
+memory under the CPU's dirty lines.  A coherent device needs no sync: its
+variants check that the data path still holds with the device mapped.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.patterns import assert_same_bytes, pattern
+from conformance.records import Direction, SyncFlag
+
+pytestmark = [
+    pytest.mark.streaming_dma,
+    pytest.mark.kernel_side,
+    pytest.mark.cpu_access,
+    pytest.mark.needs("swiotlb_bounce"),
+]
+
+PAGES = 4  # the buffer of every case, in pages of the target
+
+# The directions a device may map with to write (FROM_DEVICE) or read (TO_DEVICE) the buffer.
+DEVICE_WRITES = [Direction.FROM_DEVICE, Direction.BIDIRECTIONAL]
+DEVICE_READS = [Direction.TO_DEVICE, Direction.BIDIRECTIONAL]
+DEVICES = ["noncoherent", "coherent"]
+PATHS = ["uapi", "kernel"]  # SYNC ioctl + user mmap, or begin/end_cpu_access + vmap (probe)
+
+
+def _kernel_mapping(buf, path: str, vmap_or_skip) -> int | None:
+    """The kernel path's vmap, taken before any device maps and held to the end (an
+    importer keeps its vmap); None on the user path."""
+    return vmap_or_skip(buf) if path == "kernel" else None
+
+
+def _cpu_read(target, buf, size: int, vmap: int | None) -> bytes:
+    """What the CPU reads inside a read bracket, through the kernel (vmap) or the user path."""
+    if vmap is not None:
+        target.begin_cpu_access(buf, Direction.FROM_DEVICE)
+        data = target.vmap_read(vmap, 0, size)
+        target.end_cpu_access(buf, Direction.FROM_DEVICE)
+        return data
+    m = target.mmap(buf)
+    target.sync(buf, SyncFlag.START | SyncFlag.READ)
+    data = target.cpu_read(m, 0, size)
+    target.sync(buf, SyncFlag.END | SyncFlag.READ)
+    target.munmap(m)
+    return data
+
+
+def _cpu_write(target, buf, data: bytes, vmap: int | None) -> None:
+    """The CPU writes ``data`` in a write bracket, through the kernel (vmap) or the user path."""
+    if vmap is not None:
+        target.begin_cpu_access(buf, Direction.TO_DEVICE)
+        target.vmap_write(vmap, 0, data)
+        target.end_cpu_access(buf, Direction.TO_DEVICE)
+        return
+    m = target.mmap(buf)
+    target.sync(buf, SyncFlag.START | SyncFlag.WRITE)
+    target.cpu_write(m, 0, data)
+    target.sync(buf, SyncFlag.END | SyncFlag.WRITE)
+    target.munmap(m)
+
+
+@pytest.mark.case("STREAM-001")
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("direction", DEVICE_WRITES, ids=lambda d: d.name)
+def test_cpu_reads_what_a_still_mapped_device_wrote(
+    target, exporter, pages, vmap_or_skip, direction, device, path
+):
+    """A device writes and stays mapped; START(read) shows its data to the CPU.
+
+    Contract: begin_cpu_access (SYNC_START|READ, or dma_buf_begin_cpu_access
+    in the kernel) syncs every mapped attachment for the CPU
+    (dma_sync_sgtable_for_cpu), so what the device wrote is what the CPU
+    reads, without an unmap.  A failing exporter skips the sync for mapped
+    attachments: the CPU reads the buffer's old contents (a non-coherent
+    device's data is still in its bounce buffer, or behind stale cache lines).
+    The kernel variant is not applicable where the exporter has no vmap.
+    """
+    size = pages(PAGES)
+    buf = target.allocate(exporter.name, size)
+    vmap = _kernel_mapping(buf, path, vmap_or_skip)
+    att = target.attach(buf, device)
+    target.map_attachment(att, direction)
+    written = pattern(size, seed=0x51)
+    target.device_write(att, 0, written)
+    seen = _cpu_read(target, buf, size, vmap)
+    target.unmap_attachment(att, direction)
+    target.detach(att)
+    if vmap is not None:
+        target.vunmap(vmap)
+    assert_same_bytes(
+        seen, written, f"the CPU read stale data while {device} stayed mapped {direction.name}"
+    )
+
+
+@pytest.mark.case("STREAM-002")
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("direction", DEVICE_READS, ids=lambda d: d.name)
+def test_still_mapped_device_reads_what_the_cpu_wrote(
+    target, exporter, pages, vmap_or_skip, direction, device, path
+):
+    """A device is mapped; the CPU writes; after END(write) the device reads the CPU's data.
+
+    Contract: end_cpu_access (SYNC_END|WRITE, or dma_buf_end_cpu_access in
+    the kernel) syncs every mapped attachment for the device
+    (dma_sync_sgtable_for_device), so a device that stayed mapped reads what
+    the CPU wrote.  A failing exporter skips the sync for mapped
+    attachments: the device reads the zeroes it saw at map time (its bounce
+    buffer, or memory under the CPU's dirty lines).
+    """
+    size = pages(PAGES)
+    buf = target.allocate(exporter.name, size)
+    vmap = _kernel_mapping(buf, path, vmap_or_skip)
+    att = target.attach(buf, device)
+    target.map_attachment(att, direction)
+    data = pattern(size, seed=0x52)
+    _cpu_write(target, buf, data, vmap)
+    seen = target.device_read(att, 0, size)
+    target.unmap_attachment(att, direction)
+    target.detach(att)
+    if vmap is not None:
+        target.vunmap(vmap)
+    assert_same_bytes(
+        seen, data, f"{device}, mapped {direction.name}, read stale data after END(write)"
+    )
+
+
+ATTACH_ORDERS = {
+    "noncoherent-first": ("noncoherent", "smallseg", "coherent"),
+    "noncoherent-last": ("coherent", "smallseg", "noncoherent"),
+}
+
+
+@pytest.mark.case("STREAM-003")
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("order", list(ATTACH_ORDERS.values()), ids=list(ATTACH_ORDERS))
+def test_every_mapped_attachment_reads_what_the_cpu_wrote(
+    target, exporter, pages, vmap_or_skip, order, path
+):
+    """Three devices stay mapped at once; after END(write) each reads the CPU's data.
+
+    Contract: end_cpu_access syncs every mapped attachment, not only the
+    first (seed 000: "sync for device access for all currently attached
+    devices").  Two non-coherent devices (``noncoherent``, ``smallseg``) and
+    a coherent one are mapped in either attach order.  A failing exporter
+    syncs only the first attachment on its list (or none): another
+    non-coherent device reads stale data.  The CPU-read direction is not
+    checked with several writers: with bounce buffers each device's sync for
+    the CPU copies its whole bounce buffer back, so concurrent writers
+    through two mappings have no defined result.  Every device maps
+    TO_DEVICE: the DMA API allows overlapping mappings of the same memory
+    only when no device writes it (CONFIG_DMA_API_DEBUG: "cacheline tracking
+    EEXIST, overlapping mappings aren't supported" for BIDIRECTIONAL ones).
+    """
+    direction = Direction.TO_DEVICE
+    size = pages(PAGES)
+    buf = target.allocate(exporter.name, size)
+    vmap = _kernel_mapping(buf, path, vmap_or_skip)
+    atts = {}
+    for device in order:
+        atts[device] = target.attach(buf, device)
+        target.map_attachment(atts[device], direction)
+    data = pattern(size, seed=0x53)
+    _cpu_write(target, buf, data, vmap)
+    seen = {device: target.device_read(att, 0, size) for device, att in atts.items()}
+    for att in atts.values():
+        target.unmap_attachment(att, direction)
+        target.detach(att)
+    if vmap is not None:
+        target.vunmap(vmap)
+    for device in order:
+        assert_same_bytes(
+            seen[device],
+            data,
+            f"{device} (attached {order.index(device) + 1} of {len(order)}), mapped "
+            f"{direction.name}, read stale data after END(write)",
+        )

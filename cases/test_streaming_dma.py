@@ -16,11 +16,14 @@ first, or caches its sg table and never syncs at all): the CPU reads what the
 device's cache or bounce buffer never handed back, and the device reads what
 the CPU's cache never wrote out.
 
-How a failure shows: as data.  On a machine without cache maintenance (x86)
-only a bounce copy (swiotlb=force) makes a missing sync visible, so every
-case needs ``swiotlb_bounce``; on the model, the non-coherent device reads
-memory under the CPU's dirty lines.  A coherent device needs no sync: its
-variants check that the data path still holds with the device mapped.
+How a failure shows: as data, and in the DMA event log.  On a machine
+without cache maintenance (x86) only a bounce copy (swiotlb=force) makes a
+missing sync visible in the data, so every case needs ``swiotlb_bounce``; on
+the model, the non-coherent device reads memory under the CPU's dirty lines.
+A coherent device's data cannot show a missing sync anywhere: there the
+event log is the evidence (the DMA API wants the sync call whatever the
+device; dma-direct makes it cheap), so STREAM-001/002 also need
+``dma_event_log`` and check the sync call on the device for both kinds.
 """
 
 from __future__ import annotations
@@ -36,6 +39,18 @@ pytestmark = [
     pytest.mark.cpu_access,
     pytest.mark.needs("swiotlb_bounce"),
 ]
+
+SYNCS_FOR_CPU = ("sync_sg_for_cpu", "sync_single_for_cpu")
+SYNCS_FOR_DEVICE = ("sync_sg_for_device", "sync_single_for_device")
+
+
+def _assert_synced(target, device: str, ops: tuple[str, ...], what: str) -> None:
+    """The exporter made one of ``ops`` on ``device`` since the events were last cleared."""
+    events = target.dma_events(device, clear=True)
+    assert any(e.op in ops for e in events), (
+        f"{what}: expected a {' or '.join(ops)} on the still-mapped {device} device, "
+        f"the exporter made: {', '.join(str(e) for e in events) or 'none'}"
+    )
 
 PAGES = 4  # the buffer of every case, in pages of the target
 
@@ -82,6 +97,7 @@ def _cpu_write(target, buf, data: bytes, vmap: int | None) -> None:
 
 
 @pytest.mark.case("STREAM-001")
+@pytest.mark.needs("dma_event_log")
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("direction", DEVICE_WRITES, ids=lambda d: d.name)
@@ -105,7 +121,9 @@ def test_cpu_reads_what_a_still_mapped_device_wrote(
     target.map_attachment(att, direction)
     written = pattern(size, seed=0x51)
     target.device_write(att, 0, written)
+    target.dma_events(device, clear=True)
     seen = _cpu_read(target, buf, size, vmap)
+    _assert_synced(target, device, SYNCS_FOR_CPU, "begin_cpu_access (START|READ)")
     target.unmap_attachment(att, direction)
     target.detach(att)
     if vmap is not None:
@@ -116,6 +134,7 @@ def test_cpu_reads_what_a_still_mapped_device_wrote(
 
 
 @pytest.mark.case("STREAM-002")
+@pytest.mark.needs("dma_event_log")
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("direction", DEVICE_READS, ids=lambda d: d.name)
@@ -137,7 +156,9 @@ def test_still_mapped_device_reads_what_the_cpu_wrote(
     att = target.attach(buf, device)
     target.map_attachment(att, direction)
     data = pattern(size, seed=0x52)
+    target.dma_events(device, clear=True)
     _cpu_write(target, buf, data, vmap)
+    _assert_synced(target, device, SYNCS_FOR_DEVICE, "end_cpu_access (END|WRITE)")
     seen = target.device_read(att, 0, size)
     target.unmap_attachment(att, direction)
     target.detach(att)

@@ -341,6 +341,21 @@ def _prepare_tarball_tree(tarball: Path, log: Path, version: Version) -> Path:
         return tree
 
 
+def prepared_tree(tarball: Path = DEFAULT_SOURCE_TARBALL) -> Path:
+    """The unpacked, patched source tree of ``tarball`` (made once, then shared).
+
+    Read-only for its users: the mutant workspace (conformance/mutants/) copies it
+    before changing a file.
+    """
+    if not tarball.is_file():
+        raise KernelBuildError(f"kernel source {tarball} not found; install it with "
+                               "`qemu/setup-host.sh` or name another with --kernel-src")
+    version = source_version(tarball)
+    log = cache_root() / "src" / "prepare.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return _prepare_tarball_tree(tarball, log, version)
+
+
 def _single_subdir(root: Path) -> Path:
     subdirs = [d for d in root.iterdir() if d.is_dir()]
     if len(subdirs) != 1 or not (subdirs[0] / "Makefile").exists():

@@ -1,0 +1,1 @@
+"""Mutation testing of the real exporters: patches in qemu/mutants/, the sweep, the kill matrix."""

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
 from conformance.errors import SetupError
-from conformance.qemu.boot import Guest, GuestConfig
+from conformance.mutants.catalogue import load_catalogue, select
+from conformance.mutants.workspace import Workspace
+from conformance.qemu.boot import Guest
 from conformance.qemu.kernel import KernelBuild, ensure_kernel
+from conformance.qemu.suite_guest import suite_guest_config
 from conformance.targets.qemu import QemuTarget
-
-PROBE_DIR = Path(__file__).resolve().parents[1] / "qemu" / "probe"
-MUTANT_HEAPS = PROBE_DIR / "broken_heap" / "mutant_system_heap.ko"
 
 
 @pytest.fixture(scope="session")
@@ -26,36 +25,55 @@ def kernel_build() -> KernelBuild:
         pytest.skip(f"no test kernel: {exc}")
 
 
+def _boot(build: KernelBuild, workdir: Path, name: str) -> QemuTarget:
+    """A guest as a conformance run boots it: swiotlb=force, the probe built for ``build``."""
+    config = suite_guest_config(build, console_path=workdir / "console.log", name=name)
+    if not config.probe_modules:
+        pytest.fail(f"the probe did not build against {build.kdir} (see the [qemu] lines above)")
+    target = QemuTarget(Guest(config, workdir=workdir))
+    target.start()
+    return target
+
+
 @pytest.fixture(scope="session")
-def mutant_guest(
+def probe_guest(
     kernel_build: KernelBuild, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[QemuTarget]:
-    """A guest with the probe and the test-only mutant heaps, booted once for every test
-    that needs them: the probe's own tests and the kernel-mutant tests of the cases."""
-    for make_target in ("modules", "broken_heap"):
-        r = subprocess.run(
-            ["make", "-C", str(PROBE_DIR), f"KDIR={kernel_build.kdir}", make_target],
-            capture_output=True,
-            text=True,
-        )
-        if r.returncode != 0:
-            tail = "\n".join((r.stdout + r.stderr).splitlines()[-20:])
-            pytest.fail(f"`make {make_target}` for the probe failed:\n{tail}")
-    workdir = tmp_path_factory.mktemp("mutant-guest")
-    target = QemuTarget(
-        Guest(
-            GuestConfig(
-                kernel=kernel_build,
-                probe_modules=(PROBE_DIR / "dmabuf_probe.ko", MUTANT_HEAPS),
-                extra_cmdline=("swiotlb=force",),
-                console_path=workdir / "console.log",
-                name="mutants",
-            ),
-            workdir=workdir,
-        )
-    )
-    target.start()
+    """The suite's guest (probe loaded, swiotlb=force), booted once for the probe's tests."""
+    target = _boot(kernel_build, tmp_path_factory.mktemp("probe-guest"), "probe")
     try:
         yield target
     finally:
         target.stop()
+
+
+@pytest.fixture(scope="session")
+def mutant_guest(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[str], QemuTarget]]:
+    """``mutant_guest(name)``: a guest on the kernel of mutant ``name`` of qemu/mutants/.
+
+    The mutant is built in the cached workspace (conformance/mutants/workspace.py:
+    seconds once the workspace's clean kernel exists), booted on first use and
+    kept for the session.
+    """
+    try:
+        workspace = Workspace()
+        catalogue = load_catalogue()
+    except SetupError as exc:
+        pytest.skip(f"no mutant workspace: {exc}")
+    booted: dict[str, QemuTarget] = {}
+
+    def guest(name: str) -> QemuTarget:
+        if name not in booted:
+            (mutant,) = select(catalogue, [name])
+            build = workspace.build(mutant).kernel
+            workdir = tmp_path_factory.mktemp(f"mutant-{name}")
+            booted[name] = _boot(build, workdir, name)
+        return booted[name]
+
+    try:
+        yield guest
+    finally:
+        for target in booted.values():
+            target.stop()

@@ -31,7 +31,7 @@ SUITE_CMDLINE: tuple[str, ...] = ("swiotlb=force",)
 
 # Build outputs of an earlier in-tree build must not be copied into the build dir.
 _NOT_SOURCES = shutil.ignore_patterns("*.o", "*.ko", "*.mod", "*.mod.c", ".*.cmd", "*.cmd",
-                                      "Module.symvers", "modules.order", "broken_heap",
+                                      "Module.symvers", "modules.order",
                                       "__pycache__")
 
 

@@ -1,12 +1,13 @@
 """Acceptance demo of the probe, run as root inside the QEMU guest.
 
-    python3 qemu/probe/demo.py [heap ...]      (default: system, then system-nounmapsync)
+    python3 qemu/probe/demo.py [--expect-lost] [heap ...]      (default: system)
 
 For each heap: allocate 256 KiB, attach it to the non-coherent probe device,
 map FROM_DEVICE, write a pattern from the device, unmap, then read it back
 through mmap after DMA_BUF_IOCTL_SYNC START and print what the DMA event log
-saw.  The correct system heap must show the pattern; the deliberately broken
-copy (unmap with DMA_ATTR_SKIP_CPU_SYNC) must lose it.  Also checks that an
+saw.  The correct system heap must show the pattern; with ``--expect-lost``, in a
+guest booted on the kernel of mutant heap-system-unmap-skip-cpu-sync
+(qemu/mutants/: unmap with DMA_ATTR_SKIP_CPU_SYNC), it must lose it.  Also checks that an
 unprivileged open of /dev/dmabuf_probe is refused.  Exit status 0 when every
 expectation held.
 """
@@ -122,7 +123,8 @@ def other_ops(probe: ProbeClient) -> None:
 
 
 def main(argv: list[str]) -> int:
-    heaps = argv or ["system", "system-nounmapsync"]
+    expect_lost = "--expect-lost" in argv
+    heaps = [a for a in argv if a != "--expect-lost"] or ["system"]
     ok = True
     with ProbeClient() as probe:
         print(
@@ -139,7 +141,7 @@ def main(argv: list[str]) -> int:
                 ok = False
                 continue
             seen, events = device_write_then_cpu_read(probe, heap)
-            expect = heap != "system-nounmapsync"
+            expect = not expect_lost
             print(
                 f"  {heap}: pattern {'PRESENT' if seen else 'MISSING'} after unmap + SYNC START"
                 f" (expected {'present' if expect else 'missing'})"

@@ -84,6 +84,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         clean = workspace.clean()
         sweep = Sweep(workspace, args.reports_dir / "mutants", workers=args.workers,
                       family_only=args.ci or args.family_only, pytest_args=tuple(pytest_args))
+        sweep.plan(chosen)
         matrix = KillMatrix(kernel=clean.release, clean_image=clean.image_hash,
                             mode="ci" if args.ci else "full")
         for i, m in enumerate(chosen, 1):

@@ -32,7 +32,7 @@ from conformance.qemu.kernel import REPO_ROOT
 MUTANT_DIR = REPO_ROOT / "qemu" / "mutants"
 REQUIRED = ("Mutant", "Exporter", "Family", "Callback", "Description")
 KNOWN = (*REQUIRED, "Obligation", "Seen-by", "Equivalent", "CI", "Kernels")
-SEEN_BY = ("data", "errno", "dma_event_log", "dma_api_debug", "kmsg", "meminfo")
+SEEN_BY = ("data", "errno", "probe", "dma_event_log", "dma_api_debug", "kmsg", "meminfo")
 
 _HEADER_LINE = re.compile(r"^([A-Za-z-]+):\s*(.*)$")
 _TOUCHED = re.compile(r"^\+\+\+ b/(\S+)", re.MULTILINE)

@@ -165,27 +165,39 @@ class Sweep:
     workers: int = 1
     family_only: bool = False  # run only the mutant's family (the CI subset)
     pytest_args: tuple[str, ...] = ()
-    _baselines: dict[tuple[str, str], SuiteRun] = field(default_factory=dict)
+    _baselines: dict[str, SuiteRun] = field(default_factory=dict)
 
-    def _args_for(self, mutant: Mutant) -> list[str]:
+    _families: dict[str, list[str]] = field(default_factory=dict)  # exporter -> families
+
+    def plan(self, mutants: Sequence[Mutant]) -> None:
+        """Note every family the mutants of each exporter need, so that in family-only
+        mode one clean run per exporter covers all of them."""
+        for m in mutants:
+            fams = self._families.setdefault(m.exporter, [])
+            if m.family not in fams:
+                fams.append(m.family)
+
+    def _args_for(self, families: Sequence[str]) -> list[str]:
         args = list(self.pytest_args)
         if self.family_only:
-            args += ["-m", mutant.family]
+            args += ["-m", " or ".join(families)]
         return args
 
     def baseline(self, clean: KernelBuild, mutant: Mutant) -> SuiteRun:
-        key = (mutant.exporter, mutant.family if self.family_only else "")
-        if key not in self._baselines:
-            where = self.reports_root / "clean" / _safe(mutant.exporter + (
-                f"-{mutant.family}" if self.family_only else ""))
-            _say(f"clean kernel, {mutant.exporter}"
-                 + (f" ({mutant.family})" if self.family_only else "") + ": running the cases")
+        if mutant.family not in self._families.get(mutant.exporter, []):
+            self.plan([mutant])
+            self._baselines.pop(mutant.exporter, None)
+        if mutant.exporter not in self._baselines:
+            families = self._families[mutant.exporter]
+            where = self.reports_root / "clean" / _safe(mutant.exporter)
+            what = f" ({', '.join(families)})" if self.family_only else ""
+            _say(f"clean kernel, {mutant.exporter}{what}: running the cases")
             run = run_suite(clean, mutant.exporter, where, workers=self.workers,
-                            pytest_args=self._args_for(mutant))
+                            pytest_args=self._args_for(families))
             _say(f"clean kernel, {mutant.exporter}: {_tally(run)} in {run.seconds:.0f} s"
                  + (f"; {run.problem}" if run.problem else ""))
-            self._baselines[key] = run
-        return self._baselines[key]
+            self._baselines[mutant.exporter] = run
+        return self._baselines[mutant.exporter]
 
     def run(self, mutant: Mutant) -> MutantResult:
         started = time.monotonic()
@@ -200,7 +212,7 @@ class Sweep:
                                 build_seconds=round(time.monotonic() - started, 1))
         base = self.baseline(clean, mutant)
         mutated = run_suite(built.kernel, mutant.exporter, self.reports_root / _safe(mutant.name),
-                            workers=self.workers, pytest_args=self._args_for(mutant))
+                            workers=self.workers, pytest_args=self._args_for([mutant.family]))
         result = judge(mutant, base, mutated)
         result.build_seconds, result.cached_build = built.seconds, built.cached
         return result

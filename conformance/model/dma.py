@@ -138,20 +138,24 @@ class DmaApi:
         sgt.owner = CPU_OWNED
         sgt.segments = []
 
-    def sync_for_cpu(self, sgt: SgTable, direction: Direction) -> None:
+    # ``runs``: the sg entries the call is given when they are not the whole table
+    # (an exporter that syncs part of it, issue 11); the event's length counts them.
+    def sync_for_cpu(self, sgt: SgTable, direction: Direction, runs: list | None = None) -> None:
         dev = sgt.device
-        self._event(dev, "sync_sg_for_cpu", direction, sgt.length, False)
+        self._event(dev, "sync_sg_for_cpu", direction, _length(sgt, runs), False)
         if not self._check_sync(sgt, direction, "dma_sync_sg_for_cpu"):
             return
-        self._for_cpu(sgt, direction, f"dma_sync_sg_for_cpu({dev.name})")
+        self._for_cpu(sgt, direction, f"dma_sync_sg_for_cpu({dev.name})", runs)
         sgt.owner = CPU_OWNED
 
-    def sync_for_device(self, sgt: SgTable, direction: Direction) -> None:
+    def sync_for_device(
+        self, sgt: SgTable, direction: Direction, runs: list | None = None
+    ) -> None:
         dev = sgt.device
-        self._event(dev, "sync_sg_for_device", direction, sgt.length, False)
+        self._event(dev, "sync_sg_for_device", direction, _length(sgt, runs), False)
         if not self._check_sync(sgt, direction, "dma_sync_sg_for_device"):
             return
-        self._for_device(sgt, direction, f"dma_sync_sg_for_device({dev.name})")
+        self._for_device(sgt, direction, f"dma_sync_sg_for_device({dev.name})", runs)
         sgt.owner = DEVICE_OWNED
         self._speculate(sgt)
 
@@ -177,15 +181,19 @@ class DmaApi:
             )
         return True
 
-    def _for_device(self, sgt: SgTable, direction: Direction, cause: str) -> None:
+    def _for_device(
+        self, sgt: SgTable, direction: Direction, cause: str, runs: list | None = None
+    ) -> None:
         if sgt.device.coherent or direction == Direction.NONE:
             return
-        self.cmo_range("clean", LINEAR, sgt.runs, cause)
+        self.cmo_range("clean", LINEAR, sgt.runs if runs is None else runs, cause)
 
-    def _for_cpu(self, sgt: SgTable, direction: Direction, cause: str) -> None:
+    def _for_cpu(
+        self, sgt: SgTable, direction: Direction, cause: str, runs: list | None = None
+    ) -> None:
         if sgt.device.coherent or direction in (Direction.TO_DEVICE, Direction.NONE):
             return
-        self.cmo_range("invalidate", LINEAR, sgt.runs, cause)
+        self.cmo_range("invalidate", LINEAR, sgt.runs if runs is None else runs, cause)
 
     def cmo_range(self, op: str, colour: int, runs: list[tuple[int, int]], cause: str) -> None:
         if colour == VMAP and not self.cache.aliasing:
@@ -205,3 +213,8 @@ class DmaApi:
                 self.cache.speculative_fill(pfn, LINEAR)
                 if sgt.buffer is not None and sgt.buffer.vmap_live:
                     self.cache.speculative_fill(pfn, VMAP)
+
+
+def _length(sgt: SgTable, runs: list | None) -> int:
+    """Bytes a DMA call covers: the whole table, or the ``runs`` it was given (issue 11)."""
+    return sgt.length if runs is None else sum(n for _, n in runs)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from conformance.errors import kernel_error
+from conformance.model.chunks import system_heap_chunks
 from conformance.model.dma import DEVICE_OWNED, DmaApi, SgTable, build_runs
 from conformance.model.memory import LINEAR, PAGE_SIZE, VMAP, Cache, PhysicalMemory
 from conformance.model.profiles import ExporterProfile
@@ -71,6 +72,10 @@ class ModelBuffer:
     # Pages release gives back when they are not ``pages`` (udmabuf: the memfds'
     # pages, which outlive a smaller udmabuf over part of them); None: ``pages``.
     backing: list[int] | None = None
+    # -- issue 11 (faulty profiles only): the one sg table every attachment gets
+    # (shared_sgt), and the frames a faulty vmap maps in place of ``pages``
+    shared_sgt: SgTable | None = None
+    vmap_pages: list[int] | None = None
 
 
 class Exporter:
@@ -102,11 +107,24 @@ class Exporter:
         buf = ModelBuffer(self._next_ino, profile, size, pages)
         if profile.zero_on_alloc:
             # __GFP_ZERO: clear_page() through the cached linear map.
-            for pfn in pages:
+            for pfn in self._zeroed_pages(profile, pages):
                 self.cache.write(pfn, LINEAR, 0, _ZERO_PAGE)
             if profile.uncached_user_mapping and profile.clean_after_zero:
                 self.dma.cmo_range("flush", LINEAR, build_runs(pages), "zero-fill for uncached use")
         return buf
+
+    @staticmethod
+    def _zeroed_pages(profile: ExporterProfile, pages: list[int]) -> list[int]:
+        """The pages the allocation zeroes: all, but the chunks a faulty profile's
+        high-order GFP flags leave without __GFP_ZERO (issue 11)."""
+        if profile.unzeroed_min_order < 0:
+            return pages
+        return [
+            pfn
+            for c in system_heap_chunks(len(pages))
+            if c.order < profile.unzeroed_min_order
+            for pfn in pages[c.first : c.end]
+        ]
 
     def wrap(self, profile: ExporterProfile, pages: list[int], backing: list[int]) -> ModelBuffer:
         """A buffer over pages someone else filled (udmabuf over memfd pages)."""
@@ -133,15 +151,33 @@ class Exporter:
 
     # -- attachments ----------------------------------------------------------------
     def _new_sgt(self, buf: ModelBuffer, device: DeviceSpec) -> SgTable:
+        if buf.profile.shared_sgt and buf.shared_sgt is not None:
+            return buf.shared_sgt  # faulty (issue 11): the buffer's one table, again
+        pages = self._sg_pages(buf)
         if buf.profile.honour_constraints:
-            runs = build_runs(buf.pages, device.max_segment, device.segment_boundary)
+            runs = build_runs(pages, device.max_segment, device.segment_boundary)
         else:
-            runs = build_runs(buf.pages)
-        return SgTable(device, buf.pages, runs, buffer=buf)
+            runs = build_runs(pages)
+        sgt = SgTable(device, pages, runs, buffer=buf)
+        if buf.profile.shared_sgt:
+            buf.shared_sgt = sgt
+        return sgt
+
+    @staticmethod
+    def _sg_pages(buf: ModelBuffer) -> list[int]:
+        """The pages the sg table covers: all, but a faulty table that ends at the
+        last high-order chunk (issue 11, sg_drops_order0_tail)."""
+        if not buf.profile.sg_drops_order0_tail:
+            return buf.pages
+        chunks = system_heap_chunks(len(buf.pages))
+        high = [c for c in chunks if c.order > 0]
+        return buf.pages[: high[-1].end] if high else buf.pages
 
     def _exporter_map(self, a: Attachment, direction: Direction) -> SgTable:
         buf = a.buffer
         sgt = a.sgt if a.sgt is not None else self._new_sgt(buf, a.device)
+        if buf.profile.shared_sgt:
+            sgt.device = a.device  # faulty: the shared table is (re)mapped for this device
         skip = buf.profile.map_skip_cpu_sync or (
             not buf.profile.first_map_cmo and not buf.mapped_once
         )
@@ -152,6 +188,8 @@ class Exporter:
 
     def _exporter_unmap(self, a: Attachment, direction: Direction) -> None:
         assert a.sgt is not None
+        if a.buffer.profile.shared_sgt:
+            a.sgt.device = a.device  # faulty: unmaps for this device whatever was mapped last
         self.dma.unmap_sg(a.sgt, direction, skip_cpu_sync=a.buffer.profile.map_skip_cpu_sync)
 
     def attach(self, buf: ModelBuffer, device: DeviceSpec) -> Attachment:
@@ -251,6 +289,15 @@ class Exporter:
             return []
         return tables[:1] if syncs == "first" else tables
 
+    @staticmethod
+    def _cpu_sync_runs(buf: ModelBuffer, sgt: SgTable) -> list | None:
+        """What begin/end_cpu_access sync of a mapped table: all of it (None), or for a
+        faulty profile (issue 11) the first sg entry only, i.e. the first chunk."""
+        if not buf.profile.cpu_sync_first_entry_only:
+            return None
+        first = system_heap_chunks(len(buf.pages))[0]
+        return build_runs(buf.pages[first.first : first.end])
+
     def begin_cpu_access(self, buf: ModelBuffer, direction: Direction, op: str) -> None:
         p = buf.profile
         if self._has_cpu_access_ops(p):
@@ -276,7 +323,7 @@ class Exporter:
                     "invalidate", VMAP, build_runs(buf.pages), "invalidate_kernel_vmap_range"
                 )
             for sgt in self._cpu_access_tables(buf):
-                self.dma.sync_for_cpu(sgt, direction)
+                self.dma.sync_for_cpu(sgt, direction, runs=self._cpu_sync_runs(buf, sgt))
         elif p.cpu_access == "misc-device":
             if buf.misc_sgt is None:
                 buf.misc_sgt = self._new_sgt(buf, UDMABUF_MISC)
@@ -296,7 +343,7 @@ class Exporter:
             if buf.vmap_live and p.vmap_cmo:
                 self.dma.cmo_range("flush", VMAP, build_runs(buf.pages), "flush_kernel_vmap_range")
             for sgt in self._cpu_access_tables(buf):
-                self.dma.sync_for_device(sgt, direction)
+                self.dma.sync_for_device(sgt, direction, runs=self._cpu_sync_runs(buf, sgt))
         elif p.cpu_access == "misc-device":
             if buf.misc_sgt is None:
                 raise kernel_error(errno.EINVAL, op, "END without a prior START")
@@ -379,9 +426,20 @@ class Exporter:
         if not self._vmalloc(buf.size):
             raise kernel_error(errno.ENOMEM, "dma_buf_vmap", buf.size)
         self._new_alias(buf)
+        buf.vmap_pages = self._vmap_page_array(buf)
         buf.vmap_live = True
         buf.vmap_count = 1
         return buf.vmap_generation
+
+    @staticmethod
+    def _vmap_page_array(buf: ModelBuffer) -> list[int] | None:
+        """The frames vmap maps: ``pages`` (None), or for a faulty profile (issue 11) each
+        chunk's first page repeated over the chunk (nth_page() forgotten)."""
+        if not buf.profile.vmap_chunk_head_pages:
+            return None
+        return [
+            buf.pages[c.first] for c in system_heap_chunks(len(buf.pages)) for _ in range(c.pages)
+        ]
 
     def vunmap(self, buf: ModelBuffer) -> None:
         p = buf.profile

@@ -32,6 +32,9 @@ FAMILIES = (
     "leak",
     "uapi",
     "exporter-specific",
+    # issue 11 (cases/test_size_ladder.py, cases/test_two_importers.py)
+    "size-ladder",
+    "two-importers",
 )
 
 
@@ -93,6 +96,16 @@ class ExporterProfile:
     # DRM PRIME (drivers/gpu/drm/drm_prime.c)
     prime_reimport_same: bool = True  # own dma-buf imports back to the same GEM object
     gem_close_keeps_pages: bool = True  # the dma-buf's reference keeps the pages
+    # -- issue 11: code paths taken per chunk order (conformance/model/chunks.py: the
+    # system heap's 8/4/0 layout), each switch off by default; cases/test_size_ladder.py
+    unzeroed_min_order: int = -1  # chunks of this order and above are not zeroed (-1: all are)
+    mmap_pgoff_in_entries: bool = False  # mmap skips vm_pgoff sg entries, not pages
+    cpu_sync_first_entry_only: bool = False  # begin/end_cpu_access sync the first sg entry only
+    vmap_chunk_head_pages: bool = False  # vmap's page array repeats each chunk's first page
+    sg_drops_order0_tail: bool = False  # the sg table ends at the last high-order chunk
+    mmap_ref_leak_min_order: int = -1  # mmap of a buffer with a chunk this big leaks a reference
+    # -- issue 11: two importers mapped at once (cases/test_two_importers.py)
+    shared_sgt: bool = False  # one sg table for every attachment (ION before 2019, seed 002)
 
     @property
     def exporter_name(self) -> str:
@@ -450,6 +463,79 @@ FAULTY: tuple[ExporterProfile, ...] = (
         "refers to them (use after free)",
         kind="vgem",
         gem_close_keeps_pages=False,
+    ),
+    # -- issue 11: bugs in one chunk order's code path, so they show at some sizes only
+    # (cases/test_size_ladder.py runs every contract over the ladder 1, 2, 7, 16, 256, 273,
+    # 515 pages; conformance/model/chunks.py has the system heap's chunk layout)
+    _faulty(
+        "no-zero-high-order",
+        "size-ladder",
+        "system_heap.c (6.1) order_flags[]: HIGH_ORDER_GFP and MID_ORDER_GFP are spelt "
+        "apart from LOW_ORDER_GFP, each must carry __GFP_ZERO; uapi-facts.md 'non-zeroed pages'",
+        "the order-4 and order-8 allocations lost __GFP_ZERO: buffers of 16 pages and more "
+        "hand user space recycled pages with their old contents; smaller ones are zeroed",
+        unzeroed_min_order=4,
+    ),
+    _faulty(
+        "mmap-pgoff-in-entries",
+        "size-ladder",
+        "system_heap.c (6.1) system_heap_mmap: for_each_sgtable_page(table, &piter, "
+        "vma->vm_pgoff) counts the offset in pages",
+        "mmap skips vm_pgoff sg entries instead of pages: right while every entry is one page "
+        "(up to 15 pages), a mapping at a page offset of a buffer with 64 KiB or 1 MiB chunks "
+        "maps the wrong pages or none (SIGBUS)",
+        mmap_pgoff_in_entries=True,
+    ),
+    _faulty(
+        "sync-first-entry-only",
+        "size-ladder",
+        "seeds 000, 002 (CMO over the whole buffer); system_heap.c (6.1) "
+        "system_heap_dma_buf_begin_cpu_access: dma_sync_sgtable_for_cpu over the whole table",
+        "begin/end_cpu_access sync a mapped attachment's first sg entry only (a "
+        "dma_sync_single_for_* of sg_dma_address(sgl), sg_dma_len(sgl), as for a contiguous "
+        "buffer): right for a one-chunk buffer (1, 16, 256 pages), stale data past the first "
+        "chunk otherwise",
+        cpu_sync_first_entry_only=True,
+    ),
+    _faulty(
+        "vmap-chunk-head-pages",
+        "size-ladder",
+        "system_heap.c (6.1) system_heap_do_vmap: the page array from for_each_sgtable_page",
+        "vmap's page array takes sg_page(sg) for every page of an entry (the nth_page() step "
+        "forgotten): right for order-0 chunks, every page of a 64 KiB or 1 MiB chunk shows "
+        "the chunk's first page through the kernel mapping",
+        vmap_chunk_head_pages=True,
+    ),
+    _faulty(
+        "sg-drops-order0-tail",
+        "size-ladder",
+        "system_heap.c (6.1) system_heap_allocate: sg_alloc_table(table, i) with i counting "
+        "every chunk; dma-buf.h map_dma_buf ('the backing storage of the DMA buffer')",
+        "the sg table ends at the last high-order chunk: a buffer that has order-0 chunks "
+        "after a 64 KiB or 1 MiB one (273, 515 pages) gives devices a list that stops short "
+        "of its end",
+        sg_drops_order0_tail=True,
+    ),
+    _faulty(
+        "mmap-ref-leak-high-order",
+        "size-ladder",
+        "uapi-facts.md ('double free or leak'); dma-buf.c dma_buf_mmap_internal (the "
+        "mapping holds the file, munmap drops it)",
+        "the mmap path of a buffer holding a 1 MiB chunk takes a reference on the buffer it "
+        "never drops (a get_dma_buf in the large-mapping branch): such buffers outlive their "
+        "last fd and mapping; smaller ones are freed",
+        mmap_ref_leak_min_order=8,
+    ),
+    # -- issue 11: two importers mapped at the same time
+    _faulty(
+        "shared-sg-table",
+        "two-importers",
+        "seed 002 ('Ion currently does nothing except pass back the same sg_table each "
+        "time'); dma-buf.h map_dma_buf (a table mapped for *this* attachment's device); "
+        "system_heap.c (6.1) system_heap_attach: dup_sg_table per attachment",
+        "every attachment gets the buffer's one sg table: mapping a second device re-maps "
+        "the first one's table for it, and unmapping either unmaps both",
+        shared_sgt=True,
     ),
 )
 

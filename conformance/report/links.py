@@ -93,6 +93,14 @@ FAMILY_SOURCES: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] =
         ("drivers/dma-buf/udmabuf.c", ELIXIR + "drivers/dma-buf/udmabuf.c"),
         ("drivers/gpu/drm/vgem/vgem_drv.c", ELIXIR + "drivers/gpu/drm/vgem/vgem_drv.c"),
     )),
+    # issue 11
+    "size_ladder": (("000",), (
+        ("drivers/dma-buf/heaps/system_heap.c", ELIXIR + "drivers/dma-buf/heaps/system_heap.c"),
+    )),
+    "two_importers": (("002", "004"), (
+        ("dma-buf: struct dma_buf_ops (map_dma_buf)", DMA_BUF_DOC + "#c.dma_buf_ops"),
+        ("drivers/dma-buf/heaps/system_heap.c", ELIXIR + "drivers/dma-buf/heaps/system_heap.c"),
+    )),
 }
 
 

@@ -79,6 +79,22 @@ OPERATIONS: tuple[str, ...] = (
     "fork_mmap_write",
 )
 
+# -- issue 11 (size ladder, two importers): per-chunk checksums of what a view of the
+# buffer reads, so a large buffer is compared page by page without crossing a guest
+# channel, and the DMA segments an attachment holds now (not only at map time).  Not
+# compared by value in lockstep (its projection keeps nothing of them): the cases judge.
+OPERATIONS = OPERATIONS + ("cpu_digests", "device_digests", "vmap_digests", "attachment_segments")
+
+
+def digests(data: bytes, chunk: int) -> list[int]:
+    """``zlib.crc32`` of each ``chunk`` bytes of ``data`` (the last may be shorter)."""
+    import zlib
+
+    if chunk <= 0:
+        raise ValueError(f"chunk {chunk}: must be positive")
+    view = memoryview(data)
+    return [zlib.crc32(view[i : i + chunk]) for i in range(0, len(view), chunk)]
+
 
 class Target(abc.ABC):
     """Operations on dma-bufs, from user space and from inside the kernel."""
@@ -333,3 +349,30 @@ class Target(abc.ABC):
         from conformance.errors import NotAvailableOnTarget
 
         raise NotAvailableOnTarget(f"{self.name}: the fd limit cannot be changed here")
+
+    # -- issue 11: checksums per chunk through each view, an attachment's segments now.
+    # Defaults read through the view and checksum here; a guest target forwards them, so
+    # the bytes never cross its channel. --------------------------------------------------
+    def cpu_digests(self, mapping: int, offset: int, length: int, chunk: int) -> list[int]:
+        """``digests`` of ``cpu_read(mapping, offset, length)``, per ``chunk`` bytes."""
+        return digests(self.cpu_read(mapping, offset, length), chunk)
+
+    def device_digests(self, attachment: int, offset: int, length: int, chunk: int) -> list[int]:
+        """``digests`` of ``device_read(attachment, offset, length)``, per ``chunk`` bytes."""
+        return digests(self.device_read(attachment, offset, length), chunk)
+
+    def vmap_digests(self, vmap: int, offset: int, length: int, chunk: int) -> list[int]:
+        """``digests`` of ``vmap_read(vmap, offset, length)``, per ``chunk`` bytes."""
+        return digests(self.vmap_read(vmap, offset, length), chunk)
+
+    def attachment_segments(self, attachment: int) -> list[SgSegment]:
+        """The DMA segments of a mapped attachment as its importer holds them now.
+
+        ``map_attachment`` returns them at map time; this reads the same table
+        again later, so a case sees whether another attachment's map or unmap
+        changed them (an exporter sharing one table between attachments).  An
+        attachment that is not mapped: EINVAL.
+        """
+        from conformance.errors import NotAvailableOnTarget
+
+        raise NotAvailableOnTarget(f"{self.name}: an attachment's segments cannot be read again")

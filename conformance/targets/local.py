@@ -53,7 +53,7 @@ from conformance.records import (
     SgSegment,
     TargetInfo,
 )
-from conformance.targets.base import DEFAULT_FD_FLAGS, Target
+from conformance.targets.base import DEFAULT_FD_FLAGS, Target, digests
 
 PROBE_PATH = "/dev/dmabuf_probe"
 PROBE_HINT = (
@@ -799,6 +799,23 @@ class LocalTarget(Target):
                 f"({os.strerror(err)}): live-buffer counts need debugfs (CONFIG_DEBUG_FS) "
                 "and root"
             )
+
+    # -- issue 11: checksums per chunk through each view (computed here, in the guest
+    # when this runs as the agent), an attachment's segments read again -----------------
+    def cpu_digests(self, mapping: int, offset: int, length: int, chunk: int) -> list[int]:
+        return digests(self.cpu_read(mapping, offset, length), chunk)
+
+    def device_digests(self, attachment: int, offset: int, length: int, chunk: int) -> list[int]:
+        return digests(self.device_read(attachment, offset, length), chunk)
+
+    def vmap_digests(self, vmap: int, offset: int, length: int, chunk: int) -> list[int]:
+        return digests(self.vmap_read(vmap, offset, length), chunk)
+
+    def attachment_segments(self, attachment: int) -> list[SgSegment]:
+        att = self._attachment(attachment, "attachment_segments")
+        # the probe's IOC_SG reads the table dma_buf_map_attachment returned (EINVAL unmapped)
+        return list(self._probe_client().sg_list(att.probe_id))
+
 
 
 _UDMABUF_FLAGS_CLOEXEC = 0x01  # include/uapi/linux/udmabuf.h

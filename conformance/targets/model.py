@@ -13,10 +13,11 @@ what a target reports about itself.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import itertools
 import platform
 
-from conformance.errors import SetupError
+from conformance.errors import SetupError, kernel_error
 from conformance.model.dma import DmaApi
 from conformance.model.exporter import Attachment, Exporter, OwnershipViolation
 from conformance.model.memory import PAGE_SIZE, Cache, CacheOp, PhysicalMemory
@@ -29,9 +30,10 @@ from conformance.records import (
     ExporterInfo,
     Instrument,
     KernelHealth,
+    SgSegment,
     TargetInfo,
 )
-from conformance.targets.base import Target
+from conformance.targets.base import Target, digests
 from conformance.targets.model_parts.fds import UnknownHandle
 from conformance.targets.model_parts.fork import ForkEmulation
 from conformance.targets.model_parts.importer import KernelImporter, UnknownDevice
@@ -254,3 +256,20 @@ class ModelTarget(
 
     def profile_of(self, buf: int) -> ExporterProfile:
         return self._fd(buf, "profile_of").buffer.profile
+
+    # -- issue 11: checksums per chunk through each view, an attachment's segments now ------
+    def cpu_digests(self, mapping: int, offset: int, length: int, chunk: int) -> list[int]:
+        return digests(self.cpu_read(mapping, offset, length), chunk)
+
+    def device_digests(self, attachment: int, offset: int, length: int, chunk: int) -> list[int]:
+        return digests(self.device_read(attachment, offset, length), chunk)
+
+    def vmap_digests(self, vmap: int, offset: int, length: int, chunk: int) -> list[int]:
+        return digests(self.vmap_read(vmap, offset, length), chunk)
+
+    def attachment_segments(self, attachment: int) -> list[SgSegment]:
+        a = self._get(self._attachments, attachment, "attachment")
+        if a.maps <= 0 or a.sgt is None:
+            raise kernel_error(errno.EINVAL, "attachment_segments", "attachment not mapped")
+        # the table as it is now: a table another attachment's unmap tore down has none
+        return list(a.sgt.segments)

@@ -241,3 +241,17 @@ class QemuTarget(Target):
 
     def set_fd_limit(self, soft: int) -> int:
         return self.call("set_fd_limit", soft)
+
+    # -- issue 11: checksums computed in the guest, an attachment's segments now ----------
+
+    def cpu_digests(self, mapping: int, offset: int, length: int, chunk: int) -> list[int]:
+        return self.call("cpu_digests", mapping, offset, length, chunk)
+
+    def device_digests(self, attachment: int, offset: int, length: int, chunk: int) -> list[int]:
+        return self.call("device_digests", attachment, offset, length, chunk)
+
+    def vmap_digests(self, vmap: int, offset: int, length: int, chunk: int) -> list[int]:
+        return self.call("vmap_digests", vmap, offset, length, chunk)
+
+    def attachment_segments(self, attachment: int) -> list[SgSegment]:
+        return self.call("attachment_segments", attachment)

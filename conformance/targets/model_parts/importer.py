@@ -120,11 +120,12 @@ class KernelImporter(FdTable):
         if offset < 0 or length < 0 or offset + length > b.size:
             raise kernel_error(errno.EINVAL, op, (offset, length))
         self.exporter.check_cpu_access(b, "cpu:vmap", op)
+        frames = b.pages if b.vmap_pages is None else b.vmap_pages  # issue 11: a faulty vmap
         pos, end = offset, offset + length
         while pos < end:
             idx, off = divmod(pos, PAGE_SIZE)
             n = min(PAGE_SIZE - off, end - pos)
-            yield b.pages[idx], off, pos - offset, n
+            yield frames[idx], off, pos - offset, n
             pos += n
 
     def vmap_read(self, vmap: int, offset: int, length: int) -> bytes:

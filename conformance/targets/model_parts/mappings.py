@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 from conformance.errors import kernel_error
+from conformance.model.chunks import system_heap_chunks
 from conformance.model.exporter import ModelBuffer
 from conformance.model.memory import LINEAR, PAGE_SIZE
 from conformance.targets.model_parts.fds import FdTable
@@ -60,6 +61,8 @@ class UserMappings(FdTable):
         h = self._handle()
         self._mappings[h] = Mapping(b, offset, pages * PAGE_SIZE, shared)
         self._hold(b)
+        if _leaks_mmap_reference(b):
+            self._hold(b)  # faulty (issue 11): a reference munmap never drops
         return h
 
     def munmap(self, mapping: int) -> None:
@@ -79,6 +82,8 @@ class UserMappings(FdTable):
     def _pfn(self, m: Mapping, pos: int, op: str) -> int:
         b = m.buffer
         idx = (m.offset + pos) // PAGE_SIZE
+        if b.profile.mmap_pgoff_in_entries and m.offset:
+            idx = _page_skipping_entries(b, m.offset // PAGE_SIZE, pos // PAGE_SIZE)
         if idx < len(b.pages):
             return b.pages[idx]
         if not (b.profile.check_mmap_bounds and b.profile.fault_checks_bounds):
@@ -128,3 +133,19 @@ class UserMappings(FdTable):
                 self.memory.write(pfn, off, chunk)
             else:
                 self.cache.write(pfn, LINEAR, off, chunk)
+
+
+# -- issue 11: faulty profiles whose mmap path depends on the buffer's chunk orders ----------
+def _page_skipping_entries(b: ModelBuffer, pgoff: int, page: int) -> int:
+    """The buffer page a mapping's ``page`` shows when mmap skipped ``pgoff`` sg entries
+    (system-heap chunks) instead of pages; past the list it maps nothing (SIGBUS)."""
+    chunks = system_heap_chunks(len(b.pages))
+    if pgoff >= len(chunks):
+        return len(b.pages)  # the loop over the entries never started: nothing mapped
+    return chunks[pgoff].first + page
+
+
+def _leaks_mmap_reference(b: ModelBuffer) -> bool:
+    """Whether a faulty mmap path takes a reference it never drops (a chunk this big)."""
+    order = b.profile.mmap_ref_leak_min_order
+    return order >= 0 and any(c.order >= order for c in system_heap_chunks(len(b.pages)))

@@ -219,3 +219,59 @@ def test_every_mapped_attachment_reads_what_the_cpu_wrote(
             f"{device} (attached {order.index(device) + 1} of {len(order)}), mapped "
             f"{direction.name}, read stale data after END(write)",
         )
+
+
+WRITER_POSITIONS = {
+    # list_add() puts a new attachment at the head of the exporter's list: the device
+    # attached first is the last one an exporter's walk reaches.
+    "writer-attached-first": ("noncoherent", "smallseg", "coherent"),
+    "writer-attached-last": ("coherent", "smallseg", "noncoherent"),
+}
+
+
+@pytest.mark.case("STREAM-004")
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("order", list(WRITER_POSITIONS.values()), ids=list(WRITER_POSITIONS))
+def test_cpu_reads_what_one_of_several_mapped_devices_wrote(
+    target, exporter, pages, vmap_or_skip, order, path
+):
+    """Three devices stay mapped; the non-coherent one writes; START(read) shows its data.
+
+    Contract: begin_cpu_access syncs every mapped attachment for the CPU, not
+    only the first (seed 000: "sync for CPU access against all of the
+    attached devices"), so the device's writes reach the CPU wherever it sits
+    in the exporter's attachment list.  The writer (``noncoherent``, mapped
+    FROM_DEVICE, its data in a bounce buffer) is attached first or last; the
+    others map TO_DEVICE, which the DMA API lets overlap one writing mapping
+    (dma-debug tracks no TO_DEVICE cacheline) and whose sync for the CPU
+    copies nothing back.  A failing exporter stops after the first mapped
+    attachment on its list (or skips mapped ones): the CPU reads the zeroes
+    of allocation.  STREAM-003 checks the END(write) side.
+    """
+    size = pages(PAGES)
+    buf = target.allocate(exporter.name, size)
+    vmap = _kernel_mapping(buf, path, vmap_or_skip)
+    writer = "noncoherent"
+    atts = {}
+    for device in order:
+        atts[device] = target.attach(buf, device)
+        target.map_attachment(
+            atts[device], Direction.FROM_DEVICE if device == writer else Direction.TO_DEVICE
+        )
+    written = pattern(size, seed=0x54)
+    target.device_write(atts[writer], 0, written)
+    seen = _cpu_read(target, buf, size, vmap)
+    for device, att in atts.items():
+        target.unmap_attachment(
+            att, Direction.FROM_DEVICE if device == writer else Direction.TO_DEVICE
+        )
+        target.detach(att)
+    if vmap is not None:
+        target.vunmap(vmap)
+    assert_same_bytes(
+        seen,
+        written,
+        f"the CPU read stale data after START(read): {writer} (attached "
+        f"{order.index(writer) + 1} of {len(order)}) wrote while {len(order)} devices "
+        "stayed mapped",
+    )

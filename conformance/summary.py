@@ -21,6 +21,7 @@ This module holds the raw record only; judging it (families, verdicts) is
                                                     "steps": 5, "why": "..."}}},
      "target_info": {... TargetInfo.to_json() ...},
      "instruments": {"probe": {"present": true, "detail": "..."}, ...},
+     "bad_input": {"heap:system": {"inputs": 10000, "mismatches": 0, "categories": {...}}},
      ... and what the verdict module adds: "verdicts", "verdict_reasons", "families",
      "counts", "comparison_counts"}
 
@@ -101,6 +102,9 @@ class Summary:
     comparisons: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     # per exporter: {"model": the model exporter it was compared with, "notes": [...]}
     stand_ins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # issue 11 (bad input at volume): per exporter, BADIN-001's counts (inputs, by
+    # category, errno mismatches, invalid inputs accepted, kernel complaints)
+    bad_input: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def record(self, exporter: str, case_id: str, outcome: str, message: str = "") -> None:
         if outcome not in _RANK:
@@ -165,6 +169,7 @@ class Summary:
             "messages": _sorted_nested(self.messages),
             "comparisons": _sorted_nested(self.comparisons),
             "stand_ins": dict(sorted(self.stand_ins.items())),
+            "bad_input": dict(sorted(self.bad_input.items())),  # issue 11 (bad input at volume)
             "target_info": self.target_info,
             "instruments": self.instruments(),
         }
@@ -185,6 +190,7 @@ class Summary:
             planned={k: dict(v) for k, v in data.get("planned", {}).items()},
             comparisons={k: dict(v) for k, v in data.get("comparisons", {}).items()},
             stand_ins={k: dict(v) for k, v in data.get("stand_ins", {}).items()},
+            bad_input={k: dict(v) for k, v in data.get("bad_input", {}).items()},
         )
 
     @classmethod

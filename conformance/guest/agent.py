@@ -35,6 +35,10 @@ EXTRA_OPERATIONS = (
     "set_fd_limit",
 )
 
+# issue 11 (bad input at volume): a batch of inputs answered in the guest, compared with
+# the model by the case itself (not through the lockstep)
+EXTRA_OPERATIONS = EXTRA_OPERATIONS + ("bad_input_batch",)
+
 
 def _log(msg: str) -> None:
     # stderr is the serial console: these lines land in the captured console file.

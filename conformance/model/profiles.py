@@ -107,6 +107,9 @@ class ExporterProfile:
     # -- issue 11: two importers mapped at once (cases/test_two_importers.py)
     shared_sgt: bool = False  # one sg table for every attachment (ION before 2019, seed 002)
 
+    # -- issue 11 (bad input at volume): the dma-buf file's ioctl dispatch
+    ioctl_size_checked: bool = True  # False: dma_buf_ioctl matches _IOC_NR only, not the size
+
     @property
     def exporter_name(self) -> str:
         return f"model:{self.name}"
@@ -536,6 +539,17 @@ FAULTY: tuple[ExporterProfile, ...] = (
         "every attachment gets the buffer's one sg table: mapping a second device re-maps "
         "the first one's table for it, and unmapping either unmaps both",
         shared_sgt=True,
+    ),
+    # -- issue 11 (bad input at volume: cases/test_bad_input.py, BADIN-001)
+    _faulty(
+        "ioctl-nr-only",
+        "uapi",
+        "dma-buf.c dma_buf_ioctl (6.1 compares the whole request number, else -ENOTTY); "
+        "dma-heap.c dma_heap_ioctl dispatches on _IOC_NR alone",
+        "the dma-buf file dispatches its ioctls on _IOC_NR alone, as dma_heap_ioctl does: a "
+        "request with another struct size or direction runs as SYNC, SET_NAME or a sync-file "
+        "ioctl on bytes the caller did not mean (a zeroed SET_NAME argument names the buffer '')",
+        ioctl_size_checked=False,
     ),
 )
 

@@ -100,6 +100,7 @@ def render_markdown(summary: Summary) -> str:
         lines.append(f"- {_cell(v.line())}")
     for v in all_verdicts:
         lines += ["", f"## {v.exporter}: {v.verdict}", "", *_family_lines(summary, v)]
+        lines += _bad_input_lines(summary, v.exporter)  # issue 11 (bad input at volume)
         results = summary.exporters.get(v.exporter, {})
         for level in LEVELS:
             ids = [c for c in sorted(results) if level_of(summary, c) == level]
@@ -139,3 +140,28 @@ def _case_row(summary: Summary, exporter: str, case_id: str) -> str:
         title += (f" (compared up to step {comparison['compared']} of {comparison['steps']}: "
                   f"{comparison.get('why', '')})")
     return f"| `{case_id}` | {_cell(shown)} | {_cell(title)} |"
+
+
+# -- issue 11 (bad input at volume): BADIN-001's counts for one exporter -------------------
+def _bad_input_lines(summary: Summary, exporter: str) -> list[str]:
+    b = summary.bad_input.get(exporter)
+    if not b:
+        return []
+    lines = [
+        f"Bad input (BADIN-001, seed {b.get('seed')}, against `{b.get('model')}`): "
+        f"{b.get('inputs', 0)} inputs in {b.get('seconds', 0)} s, {b.get('mismatches', 0)} "
+        f"errno mismatch(es), {b.get('accepted_invalid', 0)} invalid input(s) accepted, "
+        f"{b.get('warnings', 0)} kernel warning(s), {b.get('dma_api_errors', 0)} DMA-API "
+        "debug error(s).",
+        "",
+        "| category | inputs | mismatches | invalid accepted | batches with complaints |",
+        "|---|---|---|---|---|",
+    ]
+    for name, c in sorted(b.get("categories", {}).items()):
+        lines.append(f"| {name} | {c.get('inputs', 0)} | {c.get('mismatches', 0)} "
+                     f"| {c.get('accepted_invalid', 0)} | {c.get('complaints', 0)} |")
+    first = b.get("first_mismatches", [])
+    if first:
+        lines += ["", "First mismatches:", ""]
+        lines += [f"- `{_cell(m)[:300]}`" for m in first[:10]]
+    return lines + [""]

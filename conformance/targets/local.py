@@ -816,6 +816,11 @@ class LocalTarget(Target):
         # the probe's IOC_SG reads the table dma_buf_map_attachment returned (EINVAL unmapped)
         return list(self._probe_client().sg_list(att.probe_id))
 
+    # -- issue 11 (bad input at volume): the batch runs here, raw syscalls per input --------
+    def bad_input_batch(self, exporter: str, inputs: list[list]) -> list[int]:
+        from conformance.bad_input.local import run_batch
+
+        return run_batch(self, exporter, inputs)
 
 
 _UDMABUF_FLAGS_CLOEXEC = 0x01  # include/uapi/linux/udmabuf.h

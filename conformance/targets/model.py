@@ -273,3 +273,9 @@ class ModelTarget(
             raise kernel_error(errno.EINVAL, "attachment_segments", "attachment not mapped")
         # the table as it is now: a table another attachment's unmap tore down has none
         return list(a.sgt.segments)
+
+    # -- issue 11 (bad input at volume): the model's answers, from the 6.1 code it stands for
+    def bad_input_batch(self, exporter: str, inputs: list[list]) -> list[int]:
+        from conformance.targets.model_parts.bad_input import run_batch
+
+        return run_batch(self, exporter, inputs)

@@ -21,6 +21,7 @@ MiB = 1 << 20
 UDMABUF_LIST_LIMIT = 1024
 UDMABUF_PAGE_LIMIT = 64 * MiB // PAGE_SIZE
 F_SEAL_SHRINK, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE = 0x2, 0x8, 0x10
+_MAX_LFS_PAGES = ((1 << 63) - 1) // PAGE_SIZE  # MAX_LFS_FILESIZE >> PAGE_SHIFT (64-bit)
 
 
 @dataclass
@@ -30,6 +31,9 @@ class Memfd:
     size: int
     seals: int
     pages: list[int]
+    # issue 11 (bad input at volume): what the fd is when it is no memfd ("closed",
+    # "pipe", "dmabuf", ...); udmabuf_create refuses those with EBADFD
+    kind: str = "shmem"
 
 
 class UdmabufEmulation(FdTable):
@@ -104,6 +108,10 @@ class UdmabufEmulation(FdTable):
             raise kernel_error(errno.EINVAL, op, arg)
         pages: list[int] = []
         for f, first, npages in ranges:
+            # issue 11 (bad input at volume): fget() finds no file, or not a shmem or
+            # hugetlbfs one: EBADFD (udmabuf.c:216-223 of 6.1)
+            if f.kind != "shmem":
+                raise kernel_error(errno.EBADFD, op, arg)
             sealed = f.seals & F_SEAL_SHRINK and not f.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)
             if not sealed and profile.udmabuf_seal_check:
                 raise kernel_error(errno.EINVAL, op, arg)
@@ -120,6 +128,10 @@ class UdmabufEmulation(FdTable):
                     backing.extend(copy)
                     pages.extend(copy)
                     continue
+                # issue 11 (bad input at volume): shmem_get_folio_gfp refuses an index
+                # past MAX_LFS_FILESIZE with EFBIG before the i_size check (mm/shmem.c:1879-1880)
+                if idx > _MAX_LFS_PAGES:
+                    raise kernel_error(errno.EFBIG, op, arg)
                 # shmem_read_mapping_page past i_size: EINVAL
                 if profile.udmabuf_memfd_bounds:
                     raise kernel_error(errno.EINVAL, op, arg)

@@ -80,10 +80,18 @@ OPERATIONS: tuple[str, ...] = (
 )
 
 # -- issue 11 (size ladder, two importers): per-chunk checksums of what a view of the
-# buffer reads, so a large buffer is compared page by page without crossing a guest
-# channel, and the DMA segments an attachment holds now (not only at map time).  Not
-# compared by value in lockstep (its projection keeps nothing of them): the cases judge.
-OPERATIONS = OPERATIONS + ("cpu_digests", "device_digests", "vmap_digests", "attachment_segments")
+# buffer reads and fills with a known per-page pattern, so a large buffer is written and
+# compared page by page without crossing a guest channel, and the DMA segments an
+# attachment holds now (not only at map time).  Digests and segments are not compared by
+# value in lockstep (its projection keeps nothing of them): the cases judge.
+OPERATIONS = OPERATIONS + (
+    "cpu_digests",
+    "device_digests",
+    "vmap_digests",
+    "attachment_segments",
+    "cpu_fill",
+    "device_fill",
+)
 
 
 def digests(data: bytes, chunk: int) -> list[int]:
@@ -94,6 +102,23 @@ def digests(data: bytes, chunk: int) -> list[int]:
         raise ValueError(f"chunk {chunk}: must be positive")
     view = memoryview(data)
     return [zlib.crc32(view[i : i + chunk]) for i in range(0, len(view), chunk)]
+
+
+def page_pattern(length: int, chunk: int, seed: int) -> bytes:
+    """``length`` bytes in which every ``chunk`` differs: ``seed`` and the chunk's index in
+    its first 8 bytes, then ``patterns.pattern``, so a page shown in another's place shows
+    (a pattern alone repeats every 256 bytes)."""
+    import struct
+
+    from conformance.patterns import pattern
+
+    if chunk <= 8:
+        raise ValueError(f"chunk {chunk}: must be longer than its 8-byte stamp")
+    out = b"".join(
+        struct.pack("<II", seed & 0xFFFFFFFF, i) + pattern(chunk - 8, seed=(seed + i) & 0xFF)
+        for i in range((length + chunk - 1) // chunk)
+    )
+    return out[:length]
 
 
 class Target(abc.ABC):
@@ -377,15 +402,10 @@ class Target(abc.ABC):
 
         raise NotAvailableOnTarget(f"{self.name}: an attachment's segments cannot be read again")
 
-    # -- issue 11 (bad input at volume): a batch of generated inputs run where the kernel
-    # is, so a guest answers ten thousand of them in one round trip. Not in OPERATIONS:
-    # the case compares each answer with the reference model's itself. --------------
-    def bad_input_batch(self, exporter: str, inputs: list[list]) -> list[int]:
-        """Run encoded bad inputs (``conformance.bad_input.inputs``) on ``exporter``.
+    def cpu_fill(self, mapping: int, offset: int, length: int, chunk: int, seed: int) -> None:
+        """``cpu_write(mapping, offset, page_pattern(length, chunk, seed))``."""
+        self.cpu_write(mapping, offset, page_pattern(length, chunk, seed))
 
-        Returns one errno per input, 0 where the input was accepted.  The batch
-        works on buffers of its own and closes whatever an input made.
-        """
-        from conformance.errors import NotAvailableOnTarget
-
-        raise NotAvailableOnTarget(f"{self.name}: bad-input batches cannot run here")
+    def device_fill(self, attachment: int, offset: int, length: int, chunk: int, seed: int) -> None:
+        """``device_write(attachment, offset, page_pattern(length, chunk, seed))``."""
+        self.device_write(attachment, offset, page_pattern(length, chunk, seed))

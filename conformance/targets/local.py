@@ -53,7 +53,7 @@ from conformance.records import (
     SgSegment,
     TargetInfo,
 )
-from conformance.targets.base import DEFAULT_FD_FLAGS, Target, digests
+from conformance.targets.base import DEFAULT_FD_FLAGS, Target, digests, page_pattern
 
 PROBE_PATH = "/dev/dmabuf_probe"
 PROBE_HINT = (
@@ -816,11 +816,12 @@ class LocalTarget(Target):
         # the probe's IOC_SG reads the table dma_buf_map_attachment returned (EINVAL unmapped)
         return list(self._probe_client().sg_list(att.probe_id))
 
-    # -- issue 11 (bad input at volume): the batch runs here, raw syscalls per input --------
-    def bad_input_batch(self, exporter: str, inputs: list[list]) -> list[int]:
-        from conformance.bad_input.local import run_batch
+    def cpu_fill(self, mapping: int, offset: int, length: int, chunk: int, seed: int) -> None:
+        self.cpu_write(mapping, offset, page_pattern(length, chunk, seed))
 
-        return run_batch(self, exporter, inputs)
+    def device_fill(self, attachment: int, offset: int, length: int, chunk: int, seed: int) -> None:
+        self.device_write(attachment, offset, page_pattern(length, chunk, seed))
+
 
 
 _UDMABUF_FLAGS_CLOEXEC = 0x01  # include/uapi/linux/udmabuf.h

@@ -33,7 +33,7 @@ from conformance.records import (
     SgSegment,
     TargetInfo,
 )
-from conformance.targets.base import Target, digests
+from conformance.targets.base import Target, digests, page_pattern
 from conformance.targets.model_parts.fds import UnknownHandle
 from conformance.targets.model_parts.fork import ForkEmulation
 from conformance.targets.model_parts.importer import KernelImporter, UnknownDevice
@@ -274,8 +274,8 @@ class ModelTarget(
         # the table as it is now: a table another attachment's unmap tore down has none
         return list(a.sgt.segments)
 
-    # -- issue 11 (bad input at volume): the model's answers, from the 6.1 code it stands for
-    def bad_input_batch(self, exporter: str, inputs: list[list]) -> list[int]:
-        from conformance.targets.model_parts.bad_input import run_batch
+    def cpu_fill(self, mapping: int, offset: int, length: int, chunk: int, seed: int) -> None:
+        self.cpu_write(mapping, offset, page_pattern(length, chunk, seed))
 
-        return run_batch(self, exporter, inputs)
+    def device_fill(self, attachment: int, offset: int, length: int, chunk: int, seed: int) -> None:
+        self.device_write(attachment, offset, page_pattern(length, chunk, seed))

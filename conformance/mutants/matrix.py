@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from conformance.mutants.catalogue import CatalogueError
 from conformance.mutants.sweep import (
     BUILD_ERROR,
     EQUIVALENT,
@@ -81,6 +82,18 @@ class KillMatrix:
         m = reports / MATRIX_MD
         m.write_text(render_markdown(self))
         return j, m
+
+
+def load_results(reports: Path, clean_image: str) -> list[MutantResult]:
+    """The results of the last matrix in ``reports``, if it was made on the same clean kernel."""
+    path = reports / MATRIX_JSON
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    if data.get("clean_image") != clean_image:
+        raise CatalogueError(f"{path} was made on another clean kernel "
+                             f"({data.get('clean_image')}, now {clean_image}): run the full sweep")
+    return [MutantResult(**r) for r in data.get("mutants", [])]
 
 
 def _killed_by(r: MutantResult) -> str:

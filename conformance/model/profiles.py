@@ -601,3 +601,23 @@ def catalogue() -> list[dict[str, str]]:
         }
         for p in FAULTY
     ]
+
+
+# -- issue 11 §3: exporters with several faults at once, for GEN-001's classes -------------
+# Outside the catalogue (tests/test_faulty_matrix.py wants one family per profile): each
+# fault is a catalogue profile's switch, and GEN-001 must report each as a class of its
+# own (tests/test_generated.py).  Selectable like any model exporter.
+MULTI_FAULT: tuple[ExporterProfile, ...] = (
+    replace(
+        REFERENCE,
+        name="faulty-two-faults",
+        description="two unrelated faults at once: begin/end_cpu_access skip mapped "
+        "attachments (as faulty-cpu-access-skips-mapped) and mmap has no bounds check "
+        "(as faulty-mmap-past-end)",
+        source="seeds 000, 001; uapi-facts.md ('pgoff + pages > size -> EINVAL'); issue 11 §3",
+        family="generated",
+        cpu_access_syncs="none",
+        check_mmap_bounds=False,
+    ),
+)
+PROFILES.update({p.exporter_name: p for p in MULTI_FAULT})

@@ -8,7 +8,9 @@ A waiver file is JSON (stdlib only: the suite also runs on board images)::
     ]}
 
 ``case`` is a case id (``CMO-002`` covers every parametrization such as
-``CMO-002[TO_DEVICE]``) or a shell pattern matched against the full id.
+``CMO-002[TO_DEVICE]``), a full id (``GEN-001[sync-direction]``: that one
+result only, e.g. one class GEN-001 found) or a shell pattern matched against
+the full id.
 ``exporter`` and ``kernel`` are optional shell patterns; ``kernel`` is matched
 against the kernel string the target reports (``uname -r`` first).  A waiver
 only ever turns a *failed* case into a waived one: errors (the case could not
@@ -42,7 +44,9 @@ class Waiver:
 
     def matches(self, exporter: str, case_id: str, kernel: str) -> bool:
         base = case_id.split("[", 1)[0]
-        case_ok = self.case == base or fnmatch.fnmatchcase(case_id, self.case)
+        # The full id spelt out matches as such: in a shell pattern "[...]" would be a
+        # character class ("GEN-001[sync-direction]" names one GEN-001 class, no other).
+        case_ok = self.case in (base, case_id) or fnmatch.fnmatchcase(case_id, self.case)
         return (
             case_ok
             and fnmatch.fnmatchcase(exporter, self.exporter)

@@ -18,7 +18,7 @@ import pytest
 
 from conformance.bad_input.compare import SUMMARY_PROPERTY, Tally
 from conformance.bad_input.generator import UDMABUF_LIST_LIMIT, UDMABUF_SIZE_LIMIT, generate
-from conformance.errors import KernelError, NotAvailableOnTarget
+from conformance.errors import GuestError, KernelError, NotAvailableOnTarget
 from conformance.lockstep import unchecked
 from conformance.model import stand_in_for
 from conformance.model.memory import PAGE_SIZE as MODEL_PAGE_SIZE
@@ -82,13 +82,18 @@ def test_bad_input_gets_the_reference_errno(target, exporter, page_size, generat
     real.health()  # complaints from before the batches are not theirs
     # by category, so a kernel complaint is pinned on the category of its batch
     ordered = sorted(inputs, key=lambda i: i.category)
-    for _category, group in groupby(ordered, key=lambda i: i.category):
+    for category, group in groupby(ordered, key=lambda i: i.category):
         chunk = list(group)
         for start in range(0, len(chunk), BATCH):
             batch = chunk[start : start + BATCH]
             encoded = [i.encode() for i in batch]
             t0 = time.monotonic()
-            got = real.bad_input_batch(exporter.name, encoded)
+            try:
+                got = real.bad_input_batch(exporter.name, encoded)
+            except GuestError as e:  # say which inputs were in flight
+                raise GuestError(f"{e}\nduring a batch of {len(batch)} {category} inputs, "
+                                 f"the first {batch[0].describe()}",
+                                 console_log=e.console_log) from None  # fmt: skip
             t1 = time.monotonic()
             want = reference.bad_input_batch(model_name, encoded)
             tally.target_seconds += t1 - t0

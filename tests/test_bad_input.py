@@ -270,8 +270,11 @@ def test_the_kernel_agrees_with_the_model_but_for_known_findings(probe_guest):
         want = answers(kind, batch)
         tally = Tally(name, KINDS[kind], 11)
         tally.add(batch, got, want)
-        allowed = {"mmap-prot-flags"} if name == "heap:system" else set()
-        wrong = {k for k, c in tally.categories.items() if c.mismatches} - allowed
+        wrong = [(i, g, w) for i, g, w in zip(batch, got, want) if g != w]
+        if name == "heap:system":  # the finding: one-page MAP_PRIVATE mappings, nothing else
+            wrong = [(i, g, w) for i, g, w in wrong if not (
+                i.op == "mmap" and i.arg("flags") & I.MAP_TYPE == I.MAP_PRIVATE
+                and i.arg("length") <= PAGE and g == 0 and w == errno.EINVAL)]  # fmt: skip
         assert not wrong, tally.failure()
         health = probe_guest.health()
         assert not (health.warnings or health.dma_api_errors), health.log_excerpt

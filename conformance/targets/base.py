@@ -409,3 +409,16 @@ class Target(abc.ABC):
     def device_fill(self, attachment: int, offset: int, length: int, chunk: int, seed: int) -> None:
         """``device_write(attachment, offset, page_pattern(length, chunk, seed))``."""
         self.device_write(attachment, offset, page_pattern(length, chunk, seed))
+
+    # -- issue 11 (bad input at volume): a batch of generated inputs run where the kernel
+    # is, so a guest answers ten thousand of them in one round trip. Not in OPERATIONS:
+    # the case compares each answer with the reference model's itself. --------------
+    def bad_input_batch(self, exporter: str, inputs: list[list]) -> list[int]:
+        """Run encoded bad inputs (``conformance.bad_input.inputs``) on ``exporter``.
+
+        Returns one errno per input, 0 where the input was accepted.  The batch
+        works on buffers of its own and closes whatever an input made.
+        """
+        from conformance.errors import NotAvailableOnTarget
+
+        raise NotAvailableOnTarget(f"{self.name}: bad-input batches cannot run here")

@@ -822,6 +822,11 @@ class LocalTarget(Target):
     def device_fill(self, attachment: int, offset: int, length: int, chunk: int, seed: int) -> None:
         self.device_write(attachment, offset, page_pattern(length, chunk, seed))
 
+    # -- issue 11 (bad input at volume): the batch runs here, raw syscalls per input --------
+    def bad_input_batch(self, exporter: str, inputs: list[list]) -> list[int]:
+        from conformance.bad_input.local import run_batch
+
+        return run_batch(self, exporter, inputs)
 
 
 _UDMABUF_FLAGS_CLOEXEC = 0x01  # include/uapi/linux/udmabuf.h

@@ -279,3 +279,9 @@ class ModelTarget(
 
     def device_fill(self, attachment: int, offset: int, length: int, chunk: int, seed: int) -> None:
         self.device_write(attachment, offset, page_pattern(length, chunk, seed))
+
+    # -- issue 11 (bad input at volume): the model's answers, from the 6.1 code it stands for
+    def bad_input_batch(self, exporter: str, inputs: list[list]) -> list[int]:
+        from conformance.targets.model_parts.bad_input import run_batch
+
+        return run_batch(self, exporter, inputs)

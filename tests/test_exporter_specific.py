@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
-from cases import test_fork, test_protected_heap, test_udmabuf, test_vgem
+from cases import test_fork, test_protected_heap, test_udmabuf, test_udmabuf_limits, test_vgem
 from conformance.errors import BadAddress, KernelError, SetupError, UnknownExporter
 from conformance.exporters.dmabuf import DmaBuf
 from conformance.exporters.libc import PAGE_SIZE as HOST_PAGE
@@ -65,6 +65,12 @@ CASES: list[tuple[Case, dict[str, Any], str]] = [
         "protected-heap-vmappable",
     ),
 ]
+# issue 11: udmabuf's module limits, lowered for the case
+CASES += [
+    (test_udmabuf_limits.test_size_limit_mb_is_enforced, {"use_list": True},
+     "udmabuf-size-limit-per-item"),
+    (test_udmabuf_limits.test_list_limit_is_enforced, {}, "udmabuf-list-limit-param-ignored"),
+]  # fmt: skip
 IDS = [f"{c.__name__}-{'-'.join(map(str, p.values()))}" for c, p, _ in CASES]
 
 
@@ -79,6 +85,15 @@ def _run(case: Case, params: dict[str, Any], exporter: str) -> None:
         # what the ``pages`` fixture gives a case: sizes in pages of the target
         page_size = target.info().page_size
         params = {**params, "pages": lambda n: n * page_size}
+    # issue 11 (cases/test_udmabuf_limits.py): the page size and the ``lowered``
+    # fixture (a fresh model needs no restore)
+    if "page_size" in inspect.signature(case).parameters:
+        params = {**params, "page_size": target.info().page_size}
+    if "lowered" in inspect.signature(case).parameters:
+        params = {
+            **params,
+            "lowered": lambda name, value: target.set_module_param("udmabuf", name, str(value)),
+        }
     try:
         case(target=target, exporter=ExporterInfo(exporter, "model"), **params)
     finally:

@@ -142,12 +142,22 @@ class Exporter:
             buf.vmap_count = 0
         if buf.misc_sgt is not None and buf.misc_sgt.mapped:
             skip = buf.profile.map_skip_cpu_sync
-            self.dma.unmap_sg(buf.misc_sgt, buf.misc_sgt.direction, skip_cpu_sync=skip)
+            # the direction begin_cpu_access mapped it with (udmabuf's sg_dir); the
+            # faulty "bidirectional" is release_udmabuf before the 2026 fix
+            direction = (
+                buf.misc_sgt.direction
+                if buf.profile.release_unmap_dir == "mapped"
+                else Direction.BIDIRECTIONAL
+            )
+            self.dma.unmap_sg(buf.misc_sgt, direction, skip_cpu_sync=skip)
         if buf.kernel_mapping:
             self._kernel_mapping_put(buf)
         buf.released = True
         if buf.profile.free_pages_on_release:
-            self.memory.free(buf.pages if buf.backing is None else buf.backing)
+            pages = buf.pages if buf.backing is None else buf.backing
+            # release_keeps_pages: a faulty exporter's page per buffer that never comes back
+            kept = min(buf.profile.release_keeps_pages, len(pages))
+            self.memory.free(pages[: len(pages) - kept])
 
     # -- attachments ----------------------------------------------------------------
     def _new_sgt(self, buf: ModelBuffer, device: DeviceSpec) -> SgTable:

@@ -96,6 +96,14 @@ class ExporterProfile:
     # DRM PRIME (drivers/gpu/drm/drm_prime.c)
     prime_reimport_same: bool = True  # own dma-buf imports back to the same GEM object
     gem_close_keeps_pages: bool = True  # the dma-buf's reference keeps the pages
+    # -- issue 11: release paths, page leaks, udmabuf's module limits
+    # release unmaps the table begin_cpu_access mapped (udmabuf's misc device) with
+    # "mapped": its map direction; "bidirectional": DMA_BIDIRECTIONAL whatever it was
+    release_unmap_dir: str = "mapped"
+    release_keeps_pages: int = 0  # pages of each buffer release never gives back
+    release_on_last_fd: bool = False  # pages freed at the last fd, importers' references or not
+    udmabuf_list_limit_param: bool = True  # False: the compiled-in 1024, not list_limit
+    udmabuf_size_limit_total: bool = True  # False: size_limit_mb checked per item, not in total
     # -- issue 11: code paths taken per chunk order (conformance/model/chunks.py: the
     # system heap's 8/4/0 layout), each switch off by default; cases/test_size_ladder.py
     unzeroed_min_order: int = -1  # chunks of this order and above are not zeroed (-1: all are)
@@ -539,6 +547,65 @@ FAULTY: tuple[ExporterProfile, ...] = (
         "every attachment gets the buffer's one sg table: mapping a second device re-maps "
         "the first one's table for it, and unmapping either unmaps both",
         shared_sgt=True,
+    ),
+)
+
+# -- issue 11: release paths (REL), page leaks (LEAK-003), udmabuf's module limits ----------
+FAULTY = FAULTY + (
+    _faulty(
+        "udmabuf-release-direction",
+        "leak",
+        "udmabuf.c release_udmabuf (5.10.223 udmabuf.c:108, put_sg_table(dev, ubuf->sg, "
+        "DMA_BIDIRECTIONAL)); the upstream fix 'DMA direction mismatch in release_udmabuf()' "
+        "(2026; 6.1.192 udmabuf.c:117 unmaps with ubuf->sg_dir)",
+        "release unmaps the table begin_cpu_access mapped for udmabuf's misc device with "
+        "DMA_BIDIRECTIONAL, not the CPU direction it was mapped with: DMA-API debug reports "
+        "'frees DMA memory with different direction' whenever a READ- or WRITE-only SYNC "
+        "preceded the close",
+        kind="udmabuf",
+        release_unmap_dir="bidirectional",
+    ),
+    _faulty(
+        "release-on-last-fd",
+        "leak",
+        "dma-buf.c (6.1): the file, and so the buffer, lives while any reference does "
+        "(dma_buf_get/get_dma_buf by importers); a reference imbalance (an extra put in the "
+        "exporter) or a free from the exporter's own handle close breaks it",
+        "frees the buffer's pages when its last fd closes although an importer still holds "
+        "it (a mapped attachment, a vmap, a user mapping): the device and the kernel mapping "
+        "go on using pages the allocator hands out again (use after free)",
+        release_on_last_fd=True,
+    ),
+    _faulty(
+        "leak-chunk-on-release",
+        "leak",
+        "issue 11 ('an exporter that keeps one chunk per freed buffer must be caught')",
+        "release returns every page of the buffer but one (an off-by-one in the free loop, "
+        "or a pool that keeps a chunk per buffer and never gives it back): the dma-buf "
+        "object goes, a page per buffer stays used; LEAK-002 never runs out, the page "
+        "account (/proc/meminfo) shows it",
+        release_keeps_pages=1,
+    ),
+    _faulty(
+        "udmabuf-list-limit-param-ignored",
+        "exporter-specific",
+        "6.1 udmabuf.c:16-18 (list_limit, a 0644 module parameter) and :341 "
+        "(head.count > list_limit); 5.10.223 udmabuf.c:15 had a constant",
+        "CREATE_LIST enforces the compiled-in 1024 items whatever root sets list_limit to "
+        "(a backport that kept the constant beside the parameter): a lowered limit is "
+        "not enforced",
+        kind="udmabuf",
+        udmabuf_list_limit_param=False,
+    ),
+    _faulty(
+        "udmabuf-size-limit-per-item",
+        "exporter-specific",
+        "6.1 udmabuf.c:194-202 (pagecount summed over the items, checked against "
+        "size_limit_mb after each)",
+        "udmabuf checks each item against size_limit_mb instead of the buffer's total: a "
+        "list of items each under the limit makes a buffer over it",
+        kind="udmabuf",
+        udmabuf_size_limit_total=False,
     ),
     # -- issue 11 (bad input at volume: cases/test_bad_input.py, BADIN-001)
     _faulty(

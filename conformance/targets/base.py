@@ -79,6 +79,13 @@ OPERATIONS: tuple[str, ...] = (
     "fork_mmap_write",
 )
 
+# -- issue 11 (release paths, page leaks, module limits): the kernel's memory
+# account and module parameters.  Through the lockstep like every operation, but
+# never compared by value (lockstep's projection keeps nothing of their results):
+# a machine's free memory is not the model's, and set_module_param must reach
+# the shadow model too, so that both enforce the same limit afterwards.
+OPERATIONS = OPERATIONS + ("meminfo", "module_param", "set_module_param")
+
 # -- issue 11 (size ladder, two importers): per-chunk checksums of what a view of the
 # buffer reads and fills with a known per-page pattern, so a large buffer is written and
 # compared page by page without crossing a guest channel, and the DMA segments an
@@ -374,6 +381,37 @@ class Target(abc.ABC):
         from conformance.errors import NotAvailableOnTarget
 
         raise NotAvailableOnTarget(f"{self.name}: the fd limit cannot be changed here")
+
+    # -- issue 11: memory account and module parameters (release paths, page leaks,
+    # udmabuf's limits).  Not abstract: a target without them says so. ----------------
+    def meminfo(self) -> dict[str, int]:
+        """``/proc/meminfo`` as ``{field: kB}``, plus ``PerCpuFree``.
+
+        ``PerCpuFree`` (kB): free pages parked on the per-CPU page lists
+        (``/proc/zoneinfo`` pagesets ``count``), which ``MemFree`` does not
+        count; without it a freed page can look used until the list drains.
+        Values are the kernel's (``HugePages_*`` are counts, not kB).
+        """
+        from conformance.errors import NotAvailableOnTarget
+
+        raise NotAvailableOnTarget(f"{self.name}: the memory account cannot be read here")
+
+    def module_param(self, module: str, name: str) -> str:
+        """The value of ``/sys/module/<module>/parameters/<name>``, as the kernel prints it."""
+        from conformance.errors import NotAvailableOnTarget
+
+        raise NotAvailableOnTarget(f"{self.name}: module parameters cannot be read here")
+
+    def set_module_param(self, module: str, name: str, value: str) -> str:
+        """Write ``value`` to a module parameter; returns the value it had before.
+
+        A value the kernel refuses raises its ``KernelError`` (EINVAL for a
+        non-number given to an int parameter); a parameter that does not exist
+        or cannot be written (no root) raises ``NotAvailableOnTarget``.
+        """
+        from conformance.errors import NotAvailableOnTarget
+
+        raise NotAvailableOnTarget(f"{self.name}: module parameters cannot be written here")
 
     # -- issue 11: checksums per chunk through each view, an attachment's segments now.
     # Defaults read through the view and checksum here; a guest target forwards them, so

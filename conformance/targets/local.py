@@ -800,6 +800,57 @@ class LocalTarget(Target):
                 "and root"
             )
 
+
+    # -- issue 11: memory account and module parameters (release paths, page leaks,
+    # udmabuf's limits) -------------------------------------------------------------
+    proc_root = "/proc"  # instance attributes in tests: a stand-in tree
+    sysfs_module_root = "/sys/module"
+
+    def meminfo(self) -> dict[str, int]:
+        """/proc/meminfo in kB, plus ``PerCpuFree`` from /proc/zoneinfo (see ``Target``)."""
+        path = os.path.join(self.proc_root, "meminfo")
+        try:
+            with open(path) as f:
+                out = _parse_meminfo(f.read())
+        except OSError as e:
+            raise NotAvailableOnTarget(f"cannot read {path} ({e.strerror})") from None
+        if "MemFree" not in out:
+            raise NotAvailableOnTarget(f"{path} has no MemFree line")
+        out["PerCpuFree"] = _per_cpu_free_kb(os.path.join(self.proc_root, "zoneinfo"))
+        return out
+
+    def _module_param_path(self, module: str, name: str) -> str:
+        for what, word in (("module", module), ("parameter", name)):
+            if not _SYSFS_NAME.match(str(word)):
+                raise SetupError(f"{what} name {word!r}: letters, digits and '_' only")
+        return os.path.join(self.sysfs_module_root, module, "parameters", name)
+
+    def module_param(self, module: str, name: str) -> str:
+        path = self._module_param_path(module, name)
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError as e:
+            raise NotAvailableOnTarget(_param_unavailable(module, name, path, e)) from None
+
+    def set_module_param(self, module: str, name: str, value: str) -> str:
+        old = self.module_param(module, name)
+        path = self._module_param_path(module, name)
+        try:
+            # one write(2): the kernel parses the whole value at once (param_attr_store);
+            # O_TRUNC as a shell's ">" (sysfs ignores it, a stand-in file needs it)
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        except OSError as e:
+            raise NotAvailableOnTarget(_param_unavailable(module, name, path, e)) from None
+        try:
+            os.write(fd, f"{value}\n".encode())
+        except OSError as e:
+            # the kernel refused the value (EINVAL from kstrtoint & co.)
+            raise kernel_error(e.errno or errno.EIO, f"write {path}", value) from None
+        finally:
+            os.close(fd)
+        return old
+
     # -- issue 11: checksums per chunk through each view (computed here, in the guest
     # when this runs as the agent), an attachment's segments read again -----------------
     def cpu_digests(self, mapping: int, offset: int, length: int, chunk: int) -> list[int]:
@@ -927,3 +978,47 @@ def _mem_total_bytes() -> int:
     except OSError:
         pass
     return 0
+
+
+# -- issue 11: memory account and module parameters -------------------------------------
+_SYSFS_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_PCP_COUNT = re.compile(r"^\s+count:\s+(\d+)\s*$", re.MULTILINE)
+
+
+def _parse_meminfo(text: str) -> dict[str, int]:
+    """``Name:   123 kB`` lines as ``{Name: 123}`` (kB; counts where the kernel gives counts)."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        key, sep, rest = line.partition(":")
+        words = rest.split()
+        if sep and words and words[0].isdigit():
+            out[key.strip()] = int(words[0])
+    return out
+
+
+def _per_cpu_free_kb(zoneinfo: str) -> int:
+    """Free pages on the per-CPU page lists (every zone's pagesets ``count``), in kB.
+
+    Freed order-0 pages go to the freeing CPU's list first and reach the
+    buddy allocator (and ``MemFree``) only when the list passes its ``high``
+    mark, a thousand pages and more on a 1 GiB machine.  0 when unreadable.
+    """
+    try:
+        with open(zoneinfo) as f:
+            text = f.read()
+    except OSError:
+        return 0
+    pages = sum(int(n) for n in _PCP_COUNT.findall(text))
+    return pages * mmap.PAGESIZE // 1024
+
+
+def _param_unavailable(module: str, name: str, path: str, e: OSError) -> str:
+    if e.errno in (errno.ENOENT, errno.ENOTDIR):
+        return (
+            f"{module} has no module parameter {name} ({path} does not exist: the module is "
+            "not loaded, or this kernel's version of it has no such parameter)"
+        )
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot access {path} ({e.strerror}): module parameters need root"
+    return f"cannot access {path} ({e.strerror})"
+

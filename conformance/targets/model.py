@@ -257,6 +257,41 @@ class ModelTarget(
     def profile_of(self, buf: int) -> ExporterProfile:
         return self._fd(buf, "profile_of").buffer.profile
 
+    # -- issue 11: the page account (/proc/meminfo) and an early free at the last fd -------
+    def meminfo(self) -> dict[str, int]:
+        """The model's page account as /proc/meminfo fields (kB).
+
+        Every page the model hands out (buffers, udmabuf's memfds) is used
+        until its exporter gives it back, so ``MemFree`` moves by exactly
+        what release returns.  The model has no page cache, slab or pools:
+        ``MemAvailable`` is ``MemFree`` and the reclaimable fields are 0.
+        """
+        kb = PAGE_SIZE // 1024
+        free = (self.memory.total_pages - self.memory.used_pages) * kb
+        return {
+            "MemTotal": self.memory.total_pages * kb,
+            "MemFree": free,
+            "MemAvailable": free,
+            "KReclaimable": 0,
+            "SReclaimable": 0,
+            "PerCpuFree": 0,
+        }
+
+    def close(self, buf: int) -> None:
+        """close(2); a ``release_on_last_fd`` exporter frees the pages with the last fd.
+
+        The buffer itself lives on while importers hold it (their references
+        are counted as on a kernel); only its pages go back to the allocator,
+        which hands them out again first: what a reference imbalance (an
+        extra put) in a real exporter leads to.
+        """
+        b = self._fd(buf, "close").buffer
+        super().close(buf)
+        last_fd = not any(fd.buffer is b for fd in self._fds.values())
+        if b.profile.release_on_last_fd and last_fd and b.refs > 0 and b.backing != []:
+            self.memory.free(b.pages if b.backing is None else b.backing)
+            b.backing = []  # release will find nothing left to free
+
     # -- issue 11: checksums per chunk through each view, an attachment's segments now ------
     def cpu_digests(self, mapping: int, offset: int, length: int, chunk: int) -> list[int]:
         return digests(self.cpu_read(mapping, offset, length), chunk)

@@ -242,6 +242,18 @@ class QemuTarget(Target):
     def set_fd_limit(self, soft: int) -> int:
         return self.call("set_fd_limit", soft)
 
+    # -- issue 11: memory account and module parameters (release paths, page leaks,
+    # udmabuf's limits): served by the guest's LocalTarget ------------------------------
+
+    def meminfo(self) -> dict[str, int]:
+        return self.call("meminfo")
+
+    def module_param(self, module: str, name: str) -> str:
+        return self.call("module_param", module, name)
+
+    def set_module_param(self, module: str, name: str, value: str) -> str:
+        return self.call("set_module_param", module, name, value)
+
     # -- issue 11: checksums computed in the guest, an attachment's segments now ----------
 
     def cpu_digests(self, mapping: int, offset: int, length: int, chunk: int) -> list[int]:

@@ -12,7 +12,7 @@ import errno
 import os
 from dataclasses import dataclass
 
-from conformance.errors import SetupError, kernel_error
+from conformance.errors import NotAvailableOnTarget, SetupError, kernel_error
 from conformance.model.memory import LINEAR, PAGE_SIZE
 from conformance.model.profiles import ExporterProfile
 from conformance.targets.model_parts.fds import FdTable
@@ -90,7 +90,7 @@ class UdmabufEmulation(FdTable):
         op = "UDMABUF_CREATE_LIST" if use_list else "UDMABUF_CREATE"
         n = len(items) if count is None else count
         arg = {"count": n, "items": [tuple(i) for i in items]}
-        if use_list and n > UDMABUF_LIST_LIMIT and profile.udmabuf_list_limit:
+        if use_list and n > self._udmabuf_list_limit(profile) and profile.udmabuf_list_limit:
             raise kernel_error(errno.EINVAL, op, arg)
         if n > len(items):  # memdup_user reads past the items the caller wrote
             raise kernel_error(errno.EFAULT, op, arg)
@@ -104,7 +104,9 @@ class UdmabufEmulation(FdTable):
             first = offset // PAGE_SIZE if profile.udmabuf_item_offset else 0
             ranges.append((files[index], first, -(-(offset % PAGE_SIZE + size) // PAGE_SIZE)))
         total = sum(r[2] for r in ranges)
-        if total > UDMABUF_PAGE_LIMIT or (total == 0 and profile.udmabuf_rejects_empty):
+        if self._udmabuf_over_size_limit(profile, [r[2] for r in ranges]) or (
+            total == 0 and profile.udmabuf_rejects_empty
+        ):
             raise kernel_error(errno.EINVAL, op, arg)
         pages: list[int] = []
         for f, first, npages in ranges:
@@ -156,3 +158,75 @@ class UdmabufEmulation(FdTable):
             n = min(PAGE_SIZE - off, len(data) - pos)
             self.cache.write(f.pages[idx], LINEAR, off, data[pos : pos + n])
             pos += n
+
+    # -- issue 11: udmabuf's module parameters (list_limit, size_limit_mb) ------------------
+    # 6.1 udmabuf.c:16-22: two int parameters, 0644, that udmabuf reads at every create.
+    # The model keeps them per target (a fresh model starts with udmabuf.c's defaults);
+    # ``set_module_param`` on a checked target changes the shadow's with the kernel's.
+
+    @property
+    def _module_params(self) -> dict[tuple[str, str], int]:
+        params = self.__dict__.get("_udmabuf_params")
+        if params is None:
+            params = self.__dict__["_udmabuf_params"] = {
+                ("udmabuf", "list_limit"): UDMABUF_LIST_LIMIT,
+                ("udmabuf", "size_limit_mb"): UDMABUF_PAGE_LIMIT * PAGE_SIZE // MiB,
+            }
+        return params
+
+    def _module_param_key(self, module: str, name: str) -> tuple[str, str]:
+        key = (module, name)
+        if key not in self._module_params:
+            known = ", ".join(f"{m}.{n}" for m, n in self._module_params)
+            raise NotAvailableOnTarget(
+                f"the model has no module parameter {module}.{name} (it models: {known})"
+            )
+        return key
+
+    def module_param(self, module: str, name: str) -> str:
+        return str(self._module_params[self._module_param_key(module, name)])
+
+    def set_module_param(self, module: str, name: str, value: str) -> str:
+        key = self._module_param_key(module, name)
+        old = str(self._module_params[key])
+        op = f"write /sys/module/{module}/parameters/{name}"
+        number = _kstrtoint(str(value))
+        if number is None:
+            raise kernel_error(errno.EINVAL, op, value)
+        if not -(1 << 31) <= number < 1 << 31:
+            raise kernel_error(errno.ERANGE, op, value)
+        self._module_params[key] = number
+        return old
+
+    def _udmabuf_list_limit(self, profile: ExporterProfile) -> int:
+        """``head.count > list_limit`` (udmabuf.c:341): the int converts to u32, so a
+        negative limit is a huge one."""
+        if not profile.udmabuf_list_limit_param:
+            return UDMABUF_LIST_LIMIT  # the faulty exporter's compiled-in constant
+        return self._module_params[("udmabuf", "list_limit")] & 0xFFFFFFFF
+
+    def _udmabuf_over_size_limit(self, profile: ExporterProfile, item_pages: list[int]) -> bool:
+        """udmabuf.c:194-202: the running page total against size_limit_mb's pages (a
+        negative parameter, cast to u64, is no limit); per item for the faulty profile."""
+        mb = self._module_params[("udmabuf", "size_limit_mb")]
+        if mb < 0:
+            return False
+        pglimit = mb * MiB // PAGE_SIZE
+        if profile.udmabuf_size_limit_total:
+            return sum(item_pages) > pglimit
+        return any(n > pglimit for n in item_pages)
+
+
+def _kstrtoint(text: str) -> int | None:
+    """param_set_int's kstrtoint(val, 0, ...): decimal, 0x hex or 0 octal, one trailing
+    newline allowed; None where the kernel answers EINVAL."""
+    if text.endswith("\n"):
+        text = text[:-1]
+    sign = -1 if text.startswith("-") else 1
+    digits = text[1:] if text[:1] in "+-" and text else text
+    for prefix, base, alphabet in (("0x", 16, "0123456789abcdef"), ("0", 8, "01234567")):
+        if digits.lower().startswith(prefix) and (len(digits) > len(prefix) or base == 8):
+            rest = digits[len(prefix) :].lower() or "0"
+            return sign * int(rest, base) if all(c in alphabet for c in rest) else None
+    return sign * int(digits) if digits.isascii() and digits.isdigit() else None
+

@@ -27,6 +27,7 @@ FALSE_FAILURES_OF_6_1 = {
     "STREAM-001",
     "STREAM-002",
     "STREAM-003",
+    "STREAM-004",
     # issue 11's size ladder: SIZE-004 reads through the vmap (6.12's udmabuf has one)
     "SIZE-004",
     # issue 11's release paths: REL-002 holds a vmap over the close (6.12's udmabuf has one)

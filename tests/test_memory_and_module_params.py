@@ -210,3 +210,27 @@ def test_guest_agent_and_qemu_target_serve_the_operations() -> None:
     assert agent.dispatch("module_param", ["udmabuf", "list_limit"], {}) == "3"
     for op in ("meminfo", "module_param", "set_module_param"):
         assert op in QemuTarget.__dict__, op
+
+
+def test_lowered_fixture_restores_the_value_it_found(local: LocalTarget) -> None:
+    from cases import test_udmabuf_limits
+
+    fixture = test_udmabuf_limits.lowered.__wrapped__  # the generator pytest drives
+    local.set_module_param("udmabuf", "size_limit_mb", "32")  # not the default: restored as found
+    run = fixture(local)
+    lower = next(run)
+    lower("size_limit_mb", 1)
+    lower("size_limit_mb", 2)  # lowered twice: the first value found is the one restored
+    assert local.module_param("udmabuf", "size_limit_mb") == "2"
+    with pytest.raises(StopIteration):
+        next(run)  # teardown, as after a failed case
+    assert local.module_param("udmabuf", "size_limit_mb") == "32"
+
+
+def test_lowered_fixture_without_the_parameter_is_not_checked(local: LocalTarget) -> None:
+    from cases import test_udmabuf_limits
+
+    Path(local.sysfs_module_root, "udmabuf", "parameters", "list_limit").unlink()
+    lower = next(test_udmabuf_limits.lowered.__wrapped__(local))
+    with pytest.raises(pytest.skip.Exception, match="not checked: .*no module parameter"):
+        lower("list_limit", 2)

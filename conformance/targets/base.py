@@ -99,6 +99,11 @@ OPERATIONS = OPERATIONS + (
     "cpu_fill",
     "device_fill",
 )
+# Of those, the ones Target itself implements from the others (read or write, then
+# checksum or pattern here); a guest target forwards them so the bytes stay in the guest.
+DERIVED_OPERATIONS: tuple[str, ...] = (
+    "cpu_digests", "device_digests", "vmap_digests", "cpu_fill", "device_fill",
+)
 
 
 def digests(data: bytes, chunk: int) -> list[int]:

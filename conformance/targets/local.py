@@ -53,7 +53,7 @@ from conformance.records import (
     SgSegment,
     TargetInfo,
 )
-from conformance.targets.base import DEFAULT_FD_FLAGS, Target, digests, page_pattern
+from conformance.targets.base import DEFAULT_FD_FLAGS, Target
 
 PROBE_PATH = "/dev/dmabuf_probe"
 PROBE_HINT = (
@@ -851,27 +851,12 @@ class LocalTarget(Target):
             os.close(fd)
         return old
 
-    # -- issue 11: checksums per chunk through each view (computed here, in the guest
-    # when this runs as the agent), an attachment's segments read again -----------------
-    def cpu_digests(self, mapping: int, offset: int, length: int, chunk: int) -> list[int]:
-        return digests(self.cpu_read(mapping, offset, length), chunk)
-
-    def device_digests(self, attachment: int, offset: int, length: int, chunk: int) -> list[int]:
-        return digests(self.device_read(attachment, offset, length), chunk)
-
-    def vmap_digests(self, vmap: int, offset: int, length: int, chunk: int) -> list[int]:
-        return digests(self.vmap_read(vmap, offset, length), chunk)
-
+    # -- issue 11: an attachment's segments read again (the per-page digests and fills
+    # are the base class's: run here, in the guest when this is the agent) --------------
     def attachment_segments(self, attachment: int) -> list[SgSegment]:
         att = self._attachment(attachment, "attachment_segments")
         # the probe's IOC_SG reads the table dma_buf_map_attachment returned (EINVAL unmapped)
         return list(self._probe_client().sg_list(att.probe_id))
-
-    def cpu_fill(self, mapping: int, offset: int, length: int, chunk: int, seed: int) -> None:
-        self.cpu_write(mapping, offset, page_pattern(length, chunk, seed))
-
-    def device_fill(self, attachment: int, offset: int, length: int, chunk: int, seed: int) -> None:
-        self.device_write(attachment, offset, page_pattern(length, chunk, seed))
 
     # -- issue 11 (bad input at volume): the batch runs here, raw syscalls per input --------
     def bad_input_batch(self, exporter: str, inputs: list[list]) -> list[int]:

@@ -33,7 +33,7 @@ from conformance.records import (
     SgSegment,
     TargetInfo,
 )
-from conformance.targets.base import Target, digests, page_pattern
+from conformance.targets.base import Target
 from conformance.targets.model_parts.fds import UnknownHandle
 from conformance.targets.model_parts.fork import ForkEmulation
 from conformance.targets.model_parts.importer import KernelImporter, UnknownDevice
@@ -292,28 +292,13 @@ class ModelTarget(
             self.memory.free(b.pages if b.backing is None else b.backing)
             b.backing = []  # release will find nothing left to free
 
-    # -- issue 11: checksums per chunk through each view, an attachment's segments now ------
-    def cpu_digests(self, mapping: int, offset: int, length: int, chunk: int) -> list[int]:
-        return digests(self.cpu_read(mapping, offset, length), chunk)
-
-    def device_digests(self, attachment: int, offset: int, length: int, chunk: int) -> list[int]:
-        return digests(self.device_read(attachment, offset, length), chunk)
-
-    def vmap_digests(self, vmap: int, offset: int, length: int, chunk: int) -> list[int]:
-        return digests(self.vmap_read(vmap, offset, length), chunk)
-
+    # -- issue 11: an attachment's segments now (digests and fills: the base class's) ------
     def attachment_segments(self, attachment: int) -> list[SgSegment]:
         a = self._get(self._attachments, attachment, "attachment")
         if a.maps <= 0 or a.sgt is None:
             raise kernel_error(errno.EINVAL, "attachment_segments", "attachment not mapped")
         # the table as it is now: a table another attachment's unmap tore down has none
         return list(a.sgt.segments)
-
-    def cpu_fill(self, mapping: int, offset: int, length: int, chunk: int, seed: int) -> None:
-        self.cpu_write(mapping, offset, page_pattern(length, chunk, seed))
-
-    def device_fill(self, attachment: int, offset: int, length: int, chunk: int, seed: int) -> None:
-        self.device_write(attachment, offset, page_pattern(length, chunk, seed))
 
     # -- issue 11 (bad input at volume): the model's answers, from the 6.1 code it stands for
     def bad_input_batch(self, exporter: str, inputs: list[list]) -> list[int]:

@@ -245,3 +245,43 @@ def test_untouched_buffer_may_be_mapped_without_cpu_sync(target, exporter, pages
     target.unmap_attachment(att, Direction.TO_DEVICE)
     target.detach(att)
     assert_same_bytes(seen, bytes(size))
+
+
+@pytest.mark.case("CMO-006")
+@pytest.mark.needs("swiotlb_bounce")
+def test_attach_detach_churn_leaves_a_sound_attachment_list(target, exporter, pages):
+    """Devices attach, map, unmap and detach in turn; then the CPU reads a device's write.
+
+    Contract: detach takes the attachment off the exporter's list before it
+    is freed (system_heap.c / cma_heap.c ``*_detach``: ``list_del`` under the
+    buffer lock, then ``kfree``), so the list begin/end_cpu_access walk holds
+    exactly the attachments that exist.  Sixteen attach/map/unmap/detach
+    rounds over three devices leave freed attachments for the allocator to
+    hand out again; then one device attaches, writes, and the CPU reads it
+    after START(read).  A failing exporter frees an attachment still on its
+    list: the next attach reuses the memory (the list loops, the sync never
+    ends) or the walk syncs a freed entry (an oops); either way the case
+    fails with the console.  Only one device is mapped at the end, with the
+    direction the CPU reads in, so no known direction finding can mask it.
+    """
+    size = pages(PAGES)
+    buf = target.allocate(exporter.name, size)
+    devices = ("coherent", "noncoherent", "smallseg")
+    for i in range(16):
+        first, second = devices[i % 3], devices[(i + 1) % 3]
+        a = target.attach(buf, first)
+        b = target.attach(buf, second)
+        target.map_attachment(a, Direction.TO_DEVICE)
+        target.unmap_attachment(a, Direction.TO_DEVICE)
+        # detach in the order they came, then the other way round
+        for att in ((a, b) if i % 2 else (b, a)):
+            target.detach(att)
+    writer = target.attach(buf, "noncoherent")
+    target.map_attachment(writer, Direction.FROM_DEVICE)
+    written = pattern(size, seed=0x66)
+    target.device_write(writer, 0, written)
+    seen = _cpu_read(target, buf, size)
+    target.unmap_attachment(writer, Direction.FROM_DEVICE)
+    target.detach(writer)
+    assert_same_bytes(seen, written, "after 16 attach/detach rounds the CPU read stale data "
+                      "of the one still-mapped device after START(read)")

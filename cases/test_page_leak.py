@@ -72,7 +72,7 @@ def settled_returned_kb(target) -> int:
 
 
 class Cycler:
-    """Allocate, map, unmap, close: one cycle.
+    """Allocate, map twice, unmap both, close: one cycle.
 
     The mapping makes an exporter that gets its pages lazily get them all
     (vgem: drm_gem_shmem_mmap calls drm_gem_shmem_get_pages, 6.1
@@ -97,7 +97,13 @@ class Cycler:
                 )
             if self.maps:
                 try:
-                    self.target.munmap(self.target.mmap(buf))
+                    # Two mappings at once, as two users of a buffer have: each mapping's
+                    # open and close must take and give back its own page references
+                    # (vgem: drm_gem_shmem_vm_open/_vm_close), not only the last one.
+                    first = self.target.mmap(buf)
+                    second = self.target.mmap(buf)
+                    self.target.munmap(second)
+                    self.target.munmap(first)
                 except InvalidArgument:
                     self.maps = False  # no mmap at all (checked by the mmap family)
             self.target.close(buf)

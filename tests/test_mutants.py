@@ -37,12 +37,20 @@ def test_each_mutant_names_a_case_family_and_one_kernel_file(mutant) -> None:
     assert mutant.description and mutant.callback
 
 
+# Families with a non-equivalent mutant that no CI mutant can guard on 6.1, and why.
+NO_CI_GUARD = {
+    "dma_constraints": "its one mutant (vgem-map-segment-unbounded) is masked: DMACON-001/002 "
+    "fail on the clean 6.1 kernel for every exporter",
+}
+
+
 def test_the_ci_subset_has_one_mutant_per_family() -> None:
     ci = [m for m in CATALOGUE if m.ci]
     families = [m.family for m in ci]
     assert len(families) == len(set(families)), f"two CI mutants in one family: {families}"
     assert not [m.name for m in ci if m.equivalent], "an equivalent mutant cannot guard CI"
-    assert len(ci) >= 6
+    guardable = {m.family for m in CATALOGUE if not m.equivalent} - set(NO_CI_GUARD)
+    assert guardable <= set(families), f"families without a CI mutant: {guardable - set(families)}"
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ class Mutant:
     equivalent: str = ""  # the argument why it is equivalent, "" when it is not
     ci: bool = False
     files: tuple[str, ...] = field(default=())  # the kernel files the diff changes
-    digest: str = ""  # of the whole patch file: an image built from it is cached by it
+    digest: str = ""  # of the diff: an image built from it is cached by it
 
     @property
     def instrument_only(self) -> bool:
@@ -113,8 +113,13 @@ def parse_mutant(path: Path) -> Mutant:
         obligation=fields.get("Obligation", ""), seen_by=seen_by,
         equivalent=fields.get("Equivalent", ""),
         ci=fields.get("CI", "").lower() in ("yes", "true", "1"),
-        files=files, digest=hashlib.sha256(text.encode()).hexdigest()[:16],
+        files=files, digest=_digest(sep + text.partition(sep)[2]),
     )
+
+
+def _digest(diff: str) -> str:
+    # Of the diff only: a header edit (a description, CI: yes) keeps the built image.
+    return hashlib.sha256(diff.encode()).hexdigest()[:16]
 
 
 def load_catalogue(directory: Path = MUTANT_DIR) -> list[Mutant]:

@@ -7,6 +7,7 @@
     python -m conformance.mutants sweep                   # every mutant: kill matrix in reports/
     python -m conformance.mutants sweep --ci              # the CI subset, each on its own family
     python -m conformance.mutants sweep NAME... -- -k KMAP  # some mutants, extra pytest args
+    python -m conformance.mutants report                  # the last kill matrix again
 
 Exit status of ``sweep``: 0 when every non-equivalent mutant is killed by a case
 of its own family, 1 when one is not (the shortfalls are printed), 2 when the
@@ -23,7 +24,7 @@ from typing import Optional, Sequence
 
 from conformance.errors import SetupError
 from conformance.mutants.catalogue import load_catalogue, select
-from conformance.mutants.matrix import KillMatrix, load_results
+from conformance.mutants.matrix import KillMatrix, load_matrix, load_results
 from conformance.mutants.sweep import MutantResult, Sweep
 from conformance.mutants.workspace import Workspace
 from conformance.qemu.kernel import DEFAULT_SOURCE_TARBALL, REPO_ROOT
@@ -36,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="the kernel source tarball the patches apply to (default: 6.1)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="print the catalogue")
+    r = sub.add_parser("report", help="write and print the last kill matrix again")
+    r.add_argument("--reports-dir", type=Path, default=REPO_ROOT / "reports")
     b = sub.add_parser("build", help="build mutant kernels and print their images")
     b.add_argument("names", nargs="+")
     s = sub.add_parser("sweep", help="run the suite on mutant kernels; write the kill matrix")
@@ -71,6 +74,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"{'':48} {m.description}")
             print(f"{len(catalogue)} mutants, {sum(m.ci for m in catalogue)} in the CI subset")
             return 0
+        if args.cmd == "report":
+            matrix = load_matrix(args.reports_dir)
+            _, md = matrix.write(args.reports_dir)
+            print(md.read_text())
+            return 0 if not matrix.shortfalls() else 1
         workspace = Workspace(args.kernel_src)
         if args.cmd == "build":
             for m in select(catalogue, args.names):

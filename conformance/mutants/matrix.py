@@ -60,6 +60,10 @@ class KillMatrix:
                 fams = sorted({f for f in r.killer_families.values() if f})
                 out.append(f"{r.name}: killed only by {', '.join(r.killers[:4])} "
                            f"({', '.join(fams) or 'no family'}), not by a {r.family} case")
+            elif r.status == SURVIVED and r.masked:
+                cases = sorted({c.split("[", 1)[0] for c in r.masked})
+                out.append(f"{r.name}: survived; masked: {', '.join(cases)} fail on the clean "
+                           "kernel too, so they cannot kill it there")
             elif r.status == SURVIVED:
                 out.append(f"{r.name}: survived (no case of any family failed on it)")
             else:
@@ -82,6 +86,17 @@ class KillMatrix:
         m = reports / MATRIX_MD
         m.write_text(render_markdown(self))
         return j, m
+
+
+def load_matrix(reports: Path) -> KillMatrix:
+    """The last matrix written to ``reports`` (for ``python -m conformance.mutants report``)."""
+    path = reports / MATRIX_JSON
+    if not path.is_file():
+        raise CatalogueError(f"no kill matrix at {path}: run `python -m conformance.mutants sweep`")
+    data = json.loads(path.read_text())
+    return KillMatrix(kernel=data.get("kernel", ""), clean_image=data.get("clean_image", ""),
+                      mode=data.get("mode", "full"), seconds=float(data.get("seconds", 0.0)),
+                      results=[MutantResult(**r) for r in data.get("mutants", [])])
 
 
 def load_results(reports: Path, clean_image: str) -> list[MutantResult]:

@@ -75,3 +75,11 @@ def test_faulty_exporter_failure_shows_the_divergence_from_the_model(tmp_path):
     assert "first difference at byte" in proc.stdout
     summary = json.loads((tmp_path / "conformance-summary.json").read_text())
     assert "failed" in summary["exporters"]["model:faulty-no-zeroing"].values()
+
+
+def test_k_selects_a_case_by_its_id(tmp_path: Path) -> None:
+    proc = run_cases(tmp_path, "--exporter=model:reference", "-k", "CMO-006 or MMAP-002")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    summary = json.loads((tmp_path / "conformance-summary.json").read_text())
+    ran = set(summary["exporters"]["model:reference"])
+    assert ran == {"CMO-006", "MMAP-002"}, ran

@@ -52,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--update", action="store_true",
                    help="keep the other mutants' results of the last matrix in --reports-dir, "
                    "replace those of the mutants run now")
-    s.add_argument("-n", "--workers", type=int, default=1, help="guests per run (pytest -n)")
+    s.add_argument("-n", "--workers", type=int, default=None,
+                   help="guests per run (pytest -n); default 2, or 1 with --ci (a family's "
+                   "few cases do not pay for a second boot)")
     s.add_argument("--reports-dir", type=Path, default=REPO_ROOT / "reports",
                    help="where mutants.json/.md and reports/mutants/<name>/ go")
     return ap
@@ -93,7 +95,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
         started = time.monotonic()
         clean = workspace.clean()
-        sweep = Sweep(workspace, args.reports_dir / "mutants", workers=args.workers,
+        workers = args.workers if args.workers else (1 if args.ci else 2)
+        sweep = Sweep(workspace, args.reports_dir / "mutants", workers=workers,
                       family_only=args.ci or args.family_only, pytest_args=tuple(pytest_args))
         sweep.plan(chosen)
         matrix = KillMatrix(kernel=clean.release, clean_image=clean.image_hash,

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.bracketed import read_through_mmap, write_through_mmap
 from conformance.patterns import assert_same_bytes, pattern
-from conformance.records import Direction, SyncFlag
+from conformance.records import Direction
 
 pytestmark = [pytest.mark.attach_order_cmo, pytest.mark.kernel_side, pytest.mark.cpu_access]
 
@@ -35,20 +36,7 @@ PAGES = 4  # the buffer of every case, in pages of the target
 
 def _cpu_fill(target, buf, size: int, seed: int) -> bytes:
     data = pattern(size, seed=seed)
-    m = target.mmap(buf)
-    target.sync(buf, SyncFlag.START | SyncFlag.WRITE)
-    target.cpu_write(m, 0, data)
-    target.sync(buf, SyncFlag.END | SyncFlag.WRITE)
-    target.munmap(m)
-    return data
-
-
-def _cpu_read(target, buf, size: int) -> bytes:
-    m = target.mmap(buf)
-    target.sync(buf, SyncFlag.START | SyncFlag.READ)
-    data = target.cpu_read(m, 0, size)
-    target.sync(buf, SyncFlag.END | SyncFlag.READ)
-    target.munmap(m)
+    write_through_mmap(target, buf, data)
     return data
 
 
@@ -158,7 +146,7 @@ def test_cpu_reads_device_write_after_unmap(target, exporter, pages, direction):
         f"expected one dma_unmap_sg({direction.name}) with CPU sync on the non-coherent device "
         f"at unmap, the exporter made: {[str(e) for e in events] or 'none'}"
     )
-    assert_same_bytes(_cpu_read(target, buf, size), written)
+    assert_same_bytes(read_through_mmap(target, buf, size), written)
 
 
 ORDERS = [
@@ -200,7 +188,9 @@ def test_data_flows_between_devices_and_cpu_in_any_attach_order(
     target.device_write(handles["n"], 0, device_data)
     target.unmap_attachment(handles["n"], Direction.BIDIRECTIONAL)
     assert_same_bytes(
-        _cpu_read(target, buf, size), device_data, "CPU read stale data after the device's write"
+        read_through_mmap(target, buf, size),
+        device_data,
+        "CPU read stale data after the device's write",
     )
     expected = device_data
     if cpu_writes_after:
@@ -280,7 +270,7 @@ def test_attach_detach_churn_leaves_a_sound_attachment_list(target, exporter, pa
     target.map_attachment(writer, Direction.FROM_DEVICE)
     written = pattern(size, seed=0x66)
     target.device_write(writer, 0, written)
-    seen = _cpu_read(target, buf, size)
+    seen = read_through_mmap(target, buf, size)
     target.unmap_attachment(writer, Direction.FROM_DEVICE)
     target.detach(writer)
     assert_same_bytes(seen, written, "after 16 attach/detach rounds the CPU read stale data "

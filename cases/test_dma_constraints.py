@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.bracketed import write_through_mmap
 from conformance.errors import KernelError
 from conformance.patterns import MiB, assert_same_bytes, pattern
-from conformance.records import Direction, SyncFlag
+from conformance.records import Direction
 
 pytestmark = [pytest.mark.dma_constraints, pytest.mark.kernel_side]
 
@@ -84,11 +85,7 @@ def test_device_sees_the_whole_buffer_through_small_segments(target, exporter, v
         target.end_cpu_access(buf, Direction.TO_DEVICE)
         target.vunmap(v)
     else:
-        m = target.mmap(buf)
-        target.sync(buf, SyncFlag.START | SyncFlag.WRITE)
-        target.cpu_write(m, 0, data)
-        target.sync(buf, SyncFlag.END | SyncFlag.WRITE)
-        target.munmap(m)
+        write_through_mmap(target, buf, data)
     att = target.attach(buf, "smallseg")
     _map_or_explain(target, att, Direction.TO_DEVICE, spec)
     seen = target.device_read(att, 0, size)

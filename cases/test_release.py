@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.bracketed import write_through_mmap
 from conformance.patterns import assert_same_bytes, pattern
 from conformance.records import Direction, SyncFlag
 
@@ -47,15 +48,6 @@ def assert_kernel_quiet(target, when: str) -> None:
             f"the kernel complained {when}: {health.warnings} warning(s), "
             f"{health.dma_api_errors} DMA-API debug error(s)\n{health.log_excerpt}"
         )
-
-
-def fill_through_cpu(target, buf: int, data: bytes) -> None:
-    """Write ``data`` through a user mapping inside a WRITE bracket, then unmap."""
-    m = target.mmap(buf)
-    target.sync(buf, SyncFlag.START | SyncFlag.WRITE)
-    target.cpu_write(m, 0, data)
-    target.sync(buf, SyncFlag.END | SyncFlag.WRITE)
-    target.munmap(m)
 
 
 class Decoy:
@@ -103,7 +95,7 @@ def test_last_fd_closed_while_a_device_has_it_mapped(target, exporter, pages, di
     before = target.live_buffers()
     buf = target.allocate(exporter.name, size)
     data = pattern(size, seed=0x31)
-    fill_through_cpu(target, buf, data)
+    write_through_mmap(target, buf, data)
     att = target.attach(buf, DEVICE)
     target.map_attachment(att, direction)
     target.close(buf)
@@ -142,7 +134,7 @@ def test_last_fd_closed_while_a_vmap_is_held(target, exporter, pages, vmap_or_sk
     before = target.live_buffers()
     buf = target.allocate(exporter.name, size)
     data = pattern(size, seed=0x47)
-    fill_through_cpu(target, buf, data)
+    write_through_mmap(target, buf, data)
     v = vmap_or_skip(buf)
     target.begin_cpu_access(buf, Direction.FROM_DEVICE)
     assert_same_bytes(target.vmap_read(v, 0, size), data, "the vmap does not show the buffer")

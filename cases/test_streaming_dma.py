@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.bracketed import read_through_mmap, write_through_mmap
 from conformance.patterns import assert_same_bytes, pattern
-from conformance.records import Direction, SyncFlag
+from conformance.records import Direction
 
 pytestmark = [
     pytest.mark.streaming_dma,
@@ -74,12 +75,7 @@ def _cpu_read(target, buf, size: int, vmap: int | None) -> bytes:
         data = target.vmap_read(vmap, 0, size)
         target.end_cpu_access(buf, Direction.FROM_DEVICE)
         return data
-    m = target.mmap(buf)
-    target.sync(buf, SyncFlag.START | SyncFlag.READ)
-    data = target.cpu_read(m, 0, size)
-    target.sync(buf, SyncFlag.END | SyncFlag.READ)
-    target.munmap(m)
-    return data
+    return read_through_mmap(target, buf, size)
 
 
 def _cpu_write(target, buf, data: bytes, vmap: int | None) -> None:
@@ -89,11 +85,7 @@ def _cpu_write(target, buf, data: bytes, vmap: int | None) -> None:
         target.vmap_write(vmap, 0, data)
         target.end_cpu_access(buf, Direction.TO_DEVICE)
         return
-    m = target.mmap(buf)
-    target.sync(buf, SyncFlag.START | SyncFlag.WRITE)
-    target.cpu_write(m, 0, data)
-    target.sync(buf, SyncFlag.END | SyncFlag.WRITE)
-    target.munmap(m)
+    write_through_mmap(target, buf, data)
 
 
 @pytest.mark.case("STREAM-001")
@@ -169,6 +161,21 @@ def test_still_mapped_device_reads_what_the_cpu_wrote(
     )
 
 
+def _map_all(target, buf, directions: dict[str, Direction]) -> dict[str, int]:
+    """Attach and map each device, in the dict's order, with its direction."""
+    atts = {}
+    for device, direction in directions.items():
+        atts[device] = target.attach(buf, device)
+        target.map_attachment(atts[device], direction)
+    return atts
+
+
+def _unmap_all(target, atts: dict[str, int], directions: dict[str, Direction]) -> None:
+    for device, att in atts.items():
+        target.unmap_attachment(att, directions[device])
+        target.detach(att)
+
+
 ATTACH_ORDERS = {
     "noncoherent-first": ("noncoherent", "smallseg", "coherent"),
     "noncoherent-last": ("coherent", "smallseg", "noncoherent"),
@@ -200,16 +207,12 @@ def test_every_mapped_attachment_reads_what_the_cpu_wrote(
     size = pages(PAGES)
     buf = target.allocate(exporter.name, size)
     vmap = _kernel_mapping(buf, path, vmap_or_skip)
-    atts = {}
-    for device in order:
-        atts[device] = target.attach(buf, device)
-        target.map_attachment(atts[device], direction)
+    directions = dict.fromkeys(order, direction)
+    atts = _map_all(target, buf, directions)
     data = pattern(size, seed=0x53)
     _cpu_write(target, buf, data, vmap)
     seen = {device: target.device_read(att, 0, size) for device, att in atts.items()}
-    for att in atts.values():
-        target.unmap_attachment(att, direction)
-        target.detach(att)
+    _unmap_all(target, atts, directions)
     if vmap is not None:
         target.vunmap(vmap)
     for device in order:
@@ -243,8 +246,11 @@ def test_cpu_reads_what_one_of_several_mapped_devices_wrote(
     in the exporter's attachment list.  The writer (``noncoherent``, mapped
     FROM_DEVICE, its data in a bounce buffer) is attached first or last; the
     others map TO_DEVICE, which the DMA API lets overlap one writing mapping
-    (dma-debug tracks no TO_DEVICE cacheline) and whose sync for the CPU
-    copies nothing back.  A failing exporter stops after the first mapped
+    (dma-debug tracks no TO_DEVICE cacheline); a correct exporter syncs them
+    in their own direction, which copies nothing back.  An exporter that
+    syncs them in the CPU's direction (6.1's heaps) copies their stale
+    bounce buffers over the writer's data, or DMA-API debug reports the
+    direction.  A failing exporter also stops after the first mapped
     attachment on its list (or skips mapped ones): the CPU reads the zeroes
     of allocation.  STREAM-003 checks the END(write) side.
     """
@@ -252,20 +258,12 @@ def test_cpu_reads_what_one_of_several_mapped_devices_wrote(
     buf = target.allocate(exporter.name, size)
     vmap = _kernel_mapping(buf, path, vmap_or_skip)
     writer = "noncoherent"
-    atts = {}
-    for device in order:
-        atts[device] = target.attach(buf, device)
-        target.map_attachment(
-            atts[device], Direction.FROM_DEVICE if device == writer else Direction.TO_DEVICE
-        )
+    directions = {d: Direction.FROM_DEVICE if d == writer else Direction.TO_DEVICE for d in order}
+    atts = _map_all(target, buf, directions)
     written = pattern(size, seed=0x54)
     target.device_write(atts[writer], 0, written)
     seen = _cpu_read(target, buf, size, vmap)
-    for device, att in atts.items():
-        target.unmap_attachment(
-            att, Direction.FROM_DEVICE if device == writer else Direction.TO_DEVICE
-        )
-        target.detach(att)
+    _unmap_all(target, atts, directions)
     if vmap is not None:
         target.vunmap(vmap)
     assert_same_bytes(

@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.bracketed import read_through_mmap, write_through_mmap
 from conformance.patterns import assert_same_bytes, pattern
-from conformance.records import Direction, SyncFlag
+from conformance.records import Direction
 
 pytestmark = [pytest.mark.two_importers, pytest.mark.kernel_side, pytest.mark.cpu_access]
 
@@ -77,14 +78,6 @@ def _page_data(size: int, page_size: int, seed: int) -> bytes:
     for i in range(0, size, page_size):
         out[i] = (i // page_size + seed) & 0xFF
     return bytes(out)
-
-
-def _cpu_write(target, buf: int, offset: int, data: bytes) -> None:
-    m = target.mmap(buf)
-    target.sync(buf, SyncFlag.START | SyncFlag.WRITE)
-    target.cpu_write(m, offset, data)
-    target.sync(buf, SyncFlag.END | SyncFlag.WRITE)
-    target.munmap(m)
 
 
 def _shown(segments) -> str:
@@ -123,7 +116,7 @@ def test_each_importer_keeps_its_own_mapping(target, exporter, page_size, pair, 
     size = PAGES * page_size
     buf = target.allocate(exporter.name, size)
     data = _page_data(size, page_size, 0x41)
-    _cpu_write(target, buf, 0, data)
+    write_through_mmap(target, buf, data)
     mapped = _attach_and_map(target, buf, pair, order)
     first, second = list(mapped)
     again = {dev: target.attachment_segments(att) for dev, (att, _, _) in mapped.items()}
@@ -185,7 +178,7 @@ def test_one_importers_write_reaches_the_other(target, exporter, page_size, pair
     size = PAGES * page_size
     buf = target.allocate(exporter.name, size)
     before = _page_data(size, page_size, 0x51)
-    _cpu_write(target, buf, 0, before)
+    write_through_mmap(target, buf, before)
     mapped = _attach_and_map(target, buf, pair, order)
     w_att, r_att = mapped[writer][0], mapped[reader][0]
     reader_segments = mapped[reader][2]
@@ -197,16 +190,12 @@ def test_one_importers_write_reaches_the_other(target, exporter, page_size, pair
     after_detach = target.attachment_segments(r_att)
     # The CPU's hand-over bracket: it writes the last page, END syncs the reader.
     cpu_page = _page_data(page_size, page_size, 0x73)
-    _cpu_write(target, buf, size - page_size, cpu_page)
+    write_through_mmap(target, buf, cpu_page, size - page_size)
     expected = written[: size - page_size] + cpu_page
     seen = target.device_read(r_att, 0, size)
     target.unmap_attachment(r_att, r_dir)
     target.detach(r_att)
-    m = target.mmap(buf)
-    target.sync(buf, SyncFlag.START | SyncFlag.READ)
-    cpu_sees = target.cpu_read(m, 0, size)
-    target.sync(buf, SyncFlag.END | SyncFlag.READ)
-    target.munmap(m)
+    cpu_sees = read_through_mmap(target, buf, size)
     target.close(buf)
 
     assert_same_bytes(at_map, before, f"{reader} at its map, beside {writer}", page_size)

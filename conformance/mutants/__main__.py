@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 from conformance.errors import SetupError
 from conformance.mutants.catalogue import load_catalogue, select
 from conformance.mutants.matrix import KillMatrix, load_matrix, load_results
-from conformance.mutants.sweep import MutantResult, Sweep
+from conformance.mutants.sweep import Sweep
 from conformance.mutants.workspace import Workspace
 from conformance.qemu.kernel import DEFAULT_SOURCE_TARBALL, REPO_ROOT
 
@@ -101,18 +101,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sweep.plan(chosen)
         matrix = KillMatrix(kernel=clean.release, clean_image=clean.image_hash,
                             mode="ci" if args.ci else "full")
-        kept: list[MutantResult] = []
         if args.update:
-            kept = [r for r in load_results(args.reports_dir, clean.image_hash)
-                    if r.name not in {m.name for m in chosen}]
+            matrix.results = [r for r in load_results(args.reports_dir, clean.image_hash)
+                              if r.name not in {m.name for m in chosen}]
         for i, m in enumerate(chosen, 1):
             r = sweep.run(m)
             matrix.results.append(r)
+            matrix.seconds = round(time.monotonic() - started, 1)
             # Written after each mutant: a stopped sweep keeps what it measured.
-            partial = KillMatrix(matrix.kernel, matrix.clean_image, matrix.mode,
-                                 sorted(kept + matrix.results, key=lambda x: x.name),
-                                 round(time.monotonic() - started, 1))
-            partial.write(args.reports_dir)
+            j, md = matrix.write(args.reports_dir)
             killers = ", ".join(r.killers[:4]) + (" …" if len(r.killers) > 4 else "")
             print(f"[{i}/{len(chosen)}] {m.name}: {r.status}"
                   + (f" by {killers}" if killers else "")
@@ -120,9 +117,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      (" (own family)" if r.by_own_family else f" (not by a {m.family} case)"))
                   + (f" — {r.error.splitlines()[0]}" if r.error else "")
                   + f" [build {r.build_seconds:.0f} s, run {r.run_seconds:.0f} s]", flush=True)
-        matrix.results = sorted(kept + matrix.results, key=lambda r: r.name)
-        matrix.seconds = round(time.monotonic() - started, 1)
-        j, md = matrix.write(args.reports_dir)
         print(md.read_text())
         print(f"kill matrix: {j} and {md}")
         return 0 if not matrix.shortfalls() else 1

@@ -37,6 +37,9 @@ class KillMatrix:
     results: list[MutantResult] = field(default_factory=list)
     seconds: float = 0.0
 
+    def sorted_results(self) -> list[MutantResult]:
+        return sorted(self.results, key=lambda r: r.name)
+
     def totals(self) -> dict[str, int]:
         t = {s: 0 for s in (KILLED, SURVIVED, EQUIVALENT, BUILD_ERROR, RUN_ERROR)}
         for r in self.results:
@@ -51,7 +54,7 @@ class KillMatrix:
     def shortfalls(self) -> list[str]:
         """Why the goal does not hold: every non-equivalent mutant killed by its own family."""
         out = []
-        for r in self.results:
+        for r in self.sorted_results():
             if r.status == EQUIVALENT:
                 continue
             if r.status == KILLED and r.by_own_family:
@@ -76,7 +79,7 @@ class KillMatrix:
             "kernel": self.kernel, "clean_image": self.clean_image, "mode": self.mode,
             "seconds": self.seconds, "totals": self.totals(), "goal_met": not self.shortfalls(),
             "shortfalls": self.shortfalls(),
-            "mutants": [r.to_json() for r in self.results],
+            "mutants": [r.to_json() for r in self.sorted_results()],
         }
 
     def write(self, reports: Path) -> tuple[Path, Path]:
@@ -156,7 +159,7 @@ def render_markdown(matrix: KillMatrix) -> str:
         "| mutant | exporter | callback | family | status | killed by | notes | build s | run s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in matrix.results:
+    for r in matrix.sorted_results():
         lines.append(
             f"| {r.name} | {r.exporter} | {r.callback} | {r.family} | {r.status} | "
             f"{_killed_by(r)} | {_how(r)} | {r.build_seconds:.0f}"

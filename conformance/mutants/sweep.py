@@ -86,6 +86,13 @@ class MutantResult:
     cached_build: bool = False
     reports: str = ""
 
+    @classmethod
+    def of(cls, mutant: Mutant, status: str, **fields: Any) -> MutantResult:
+        """A result that carries ``mutant``'s own description."""
+        return cls(name=mutant.name, exporter=mutant.exporter, family=mutant.family,
+                   callback=mutant.callback, description=mutant.description, status=status,
+                   seen_by=list(mutant.seen_by), equivalent=mutant.equivalent, **fields)
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -128,12 +135,8 @@ def run_suite(build: KernelBuild, exporter: str, reports: Path, *, workers: int 
 
 def judge(mutant: Mutant, clean: SuiteRun, mutated: SuiteRun) -> MutantResult:
     """Which cases kill ``mutant``: passed on the clean kernel, fail on the mutant's."""
-    result = MutantResult(
-        name=mutant.name, exporter=mutant.exporter, family=mutant.family,
-        callback=mutant.callback, description=mutant.description, status=SURVIVED,
-        seen_by=list(mutant.seen_by), equivalent=mutant.equivalent,
-        reports=str(mutated.reports), run_seconds=mutated.seconds,
-    )
+    result = MutantResult.of(mutant, SURVIVED, reports=str(mutated.reports),
+                             run_seconds=mutated.seconds)
     if clean.problem or mutated.problem:
         result.status = RUN_ERROR
         result.error = mutated.problem or f"clean kernel: {clean.problem}"
@@ -170,8 +173,7 @@ class Sweep:
     workers: int = 1
     family_only: bool = False  # run only the mutant's family (the CI subset)
     pytest_args: tuple[str, ...] = ()
-    _baselines: dict[str, SuiteRun] = field(default_factory=dict)
-
+    _baselines: dict[str, SuiteRun] = field(default_factory=dict)  # exporter -> clean run
     _families: dict[str, list[str]] = field(default_factory=dict)  # exporter -> families
 
     def plan(self, mutants: Sequence[Mutant]) -> None:
@@ -210,11 +212,8 @@ class Sweep:
             clean = self.workspace.clean()
             built = self.workspace.build(mutant)
         except SetupError as e:
-            return MutantResult(name=mutant.name, exporter=mutant.exporter, family=mutant.family,
-                                callback=mutant.callback, description=mutant.description,
-                                status=BUILD_ERROR, error=str(e)[-2000:],
-                                seen_by=list(mutant.seen_by), equivalent=mutant.equivalent,
-                                build_seconds=round(time.monotonic() - started, 1))
+            return MutantResult.of(mutant, BUILD_ERROR, error=str(e)[-2000:],
+                                   build_seconds=round(time.monotonic() - started, 1))
         base = self.baseline(clean, mutant)
         mutated = run_suite(built.kernel, mutant.exporter, self.reports_root / _safe(mutant.name),
                             workers=self.workers, pytest_args=self._args_for([mutant.family]))

@@ -34,6 +34,7 @@ from conformance.qemu.kernel import (
     KernelBuild,
     KernelBuildError,
     _FileLock,
+    _from_stamp,
     cache_root,
     ensure_kernel,
     image_hash,
@@ -173,13 +174,8 @@ class Workspace:
 
 
 def _load(stamp: Path) -> KernelBuild | None:
+    """The build a stamp names, or None when there is none (yet) or its image is gone."""
     try:
-        d = json.loads(stamp.read_text())
-    except (OSError, ValueError):
+        return _from_stamp(stamp)
+    except (OSError, ValueError, KeyError, KernelBuildError):
         return None
-    image = Path(d["image"])
-    if not image.is_file():
-        return None
-    return KernelBuild(image=image, kdir=Path(d["kdir"]), release=d["release"],
-                       config_hash=d["config_hash"], arch=d.get("arch", "x86_64"),
-                       image_hash=d.get("image_hash") or image_hash(image))

@@ -225,10 +225,11 @@ def test_every_mapped_attachment_reads_what_the_cpu_wrote(
 
 
 WRITER_POSITIONS = {
-    # list_add() puts a new attachment at the head of the exporter's list: the device
-    # attached first is the last one an exporter's walk reaches.
-    "writer-attached-first": ("noncoherent", "smallseg", "coherent"),
-    "writer-attached-last": ("coherent", "smallseg", "noncoherent"),
+    # STREAM-003's two orders, named for the writer (``noncoherent``): list_add() puts a
+    # new attachment at the head of the exporter's list, so the device attached first is
+    # the last one an exporter's walk reaches.
+    "writer-attached-first": ATTACH_ORDERS["noncoherent-first"],
+    "writer-attached-last": ATTACH_ORDERS["noncoherent-last"],
 }
 
 

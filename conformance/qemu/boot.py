@@ -69,6 +69,10 @@ class GuestConfig:
     console_path: Optional[Path] = None  # default: in the guest's scratch dir
     target_factory: str = ""  # module:callable for the agent; default LocalTarget
     name: str = "guest"
+    # More QEMU arguments, e.g. a NIC with hostfwd for a guest that stands in for a board
+    extra_qemu_args: tuple[str, ...] = ()
+    # False: a guest reboot (panic=-1) restarts it instead of ending QEMU, as a board does
+    exit_on_reboot: bool = True
 
     def check(self) -> None:
         for what, value in (("python", self.python), ("repo", str(self.repo)),
@@ -142,7 +146,7 @@ class Guest:
         argv = [
             arch.qemu_binary, *arch.machine,
             "-accel", "tcg", "-m", str(c.memory_mb), "-smp", str(c.smp),
-            "-nodefaults", "-no-reboot", "-nographic",
+            "-nodefaults", *(("-no-reboot",) if c.exit_on_reboot else ()), "-nographic",
             "-kernel", str(c.kernel.image),
             "-append", self.kernel_cmdline(mode),
             # multidevs=remap: / spans several host file systems; keeps inode numbers unique.
@@ -159,7 +163,7 @@ class Guest:
                 "-device", "virtio-serial-pci",
                 "-device", f"virtserialport,chardev=agent,name={protocol.PORT_NAME}",
             ]
-        return argv
+        return argv + list(c.extra_qemu_args)
 
     # -- life cycle ---------------------------------------------------------------
 

@@ -23,6 +23,7 @@ done
 # linux-source-6.12: a second tree the probe module is built against (tests/test_probe_build.py)
 packages=(qemu-system-x86 linux-source-6.1 linux-source-6.12 gcc make flex bison bc libelf-dev
           libssl-dev cpio xz-utils kmod linux-libc-dev libdrm-dev)
+packages+=(dropbear-bin openssh-client)  # the ssh board stand-in (conformance/qemu/ssh_standin.py)
 if [ $report_tools -eq 1 ]; then
     packages+=(chromium)
     # A machine may carry its own Node.js (whose npm the Debian package conflicts with).

@@ -22,11 +22,11 @@ from typing import Callable
 
 from conformance.bad_input import inputs as I  # noqa: N812 - a namespace of constants
 from conformance.bad_input.inputs import Input
+from conformance.uapi.memfd import F_SEAL_FUTURE_WRITE, F_SEAL_SHRINK, F_SEAL_WRITE
 
 FIXTURE_PAGES = 4  # the dma-buf every fixture input works on, in pages
 MEMFD_PAGES = 4  # each memfd of a udmabuf input, unless the input is about its size
-SEALED = 0x2  # F_SEAL_SHRINK: what udmabuf wants
-F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE = 1, 2, 4, 8, 0x10
+SEALED = F_SEAL_SHRINK  # what udmabuf wants
 UDMABUF_LIST_LIMIT = 1024  # udmabuf.c's default list_limit
 UDMABUF_SIZE_LIMIT = 64 << 20  # udmabuf.c's default size_limit_mb, in bytes
 DRM_CLOEXEC, DRM_RDWR = os.O_CLOEXEC, os.O_RDWR

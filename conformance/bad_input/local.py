@@ -25,7 +25,8 @@ from typing import Any, Callable
 
 from conformance.bad_input import inputs as I  # noqa: N812 - a namespace of constants
 from conformance.errors import SetupError
-from conformance.uapi import dma_buf, drm, udmabuf
+from conformance.exporters import libc
+from conformance.uapi import dma_buf, drm, memfd, udmabuf
 
 FIXTURE_PAGES = 4  # the model's batch uses the same (model_parts/bad_input.py)
 GUARD_DATA_PAGES = 16  # room for a list of list_limit + a few udmabuf items
@@ -154,7 +155,7 @@ class Runner:
         """The fd number of an fd kind, and what to do with it after the input."""
         if kind == "memfd":
             if self._memfd is None:
-                self._memfd = os.memfd_create("bad-input", os.MFD_CLOEXEC)
+                self._memfd = libc.memfd_create("bad-input", memfd.MFD_CLOEXEC)
                 self._fds.append(self._memfd)
             return self._memfd, _nothing
         if kind == "pipe":
@@ -287,11 +288,11 @@ class Runner:
                 if kind != "memfd":
                     numbers.append(self.fd(kind)[0] & _U32)
                     continue
-                fd = os.memfd_create("bad-input", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+                fd = libc.memfd_create("bad-input", memfd.MFD_CLOEXEC | memfd.MFD_ALLOW_SEALING)
                 made.append(fd)
                 os.ftruncate(fd, size)
                 if seals:
-                    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+                    fcntl.fcntl(fd, memfd.F_ADD_SEALS, seals)
                 numbers.append(fd)
         except BaseException:
             for fd in made:

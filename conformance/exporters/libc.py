@@ -65,6 +65,11 @@ def mremap(addr: int, old_length: int, new_length: int, may_move: bool = True) -
 
 
 def memfd_create(name: str, flags: int) -> int:
+    if not hasattr(os, "memfd_create"):  # Python 3.7 (a board's): glibc's wrapper
+        fd = _libc.memfd_create(name.encode(), ctypes.c_uint(flags))
+        if fd < 0:
+            raise kernel_error(ctypes.get_errno(), "memfd_create", {"name": name, "flags": flags})
+        return int(fd)
     try:
         return os.memfd_create(name, flags)
     except OSError as e:

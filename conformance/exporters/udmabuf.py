@@ -27,7 +27,7 @@ from conformance.exporters.base import (
 )
 from conformance.exporters.dmabuf import DmaBuf
 from conformance.records import ExporterInfo
-from conformance.uapi import udmabuf
+from conformance.uapi import memfd, udmabuf
 from conformance.uapi.ioctl import ioctl
 from conformance.uapi.requests import Request
 
@@ -119,10 +119,10 @@ class UdmabufExporter(Exporter):
     # -- raw building blocks, for the seal/alignment cases ---------------------
     @staticmethod
     def make_memfd(
-        size: int, seals: int = fcntl.F_SEAL_SHRINK, *, hugetlb: bool = False, name: str = "udmabuf"
+        size: int, seals: int = memfd.F_SEAL_SHRINK, *, hugetlb: bool = False, name: str = "udmabuf"
     ) -> int:
         """A shmem (or hugetlbfs) memfd of ``size`` bytes with ``seals`` added."""
-        flags = os.MFD_ALLOW_SEALING | os.MFD_CLOEXEC | (os.MFD_HUGETLB if hugetlb else 0)
+        flags = memfd.MFD_ALLOW_SEALING | memfd.MFD_CLOEXEC | (memfd.MFD_HUGETLB if hugetlb else 0)
         fd = libc.memfd_create(name, flags)
         try:
             libc.checked("ftruncate", {"size": size}, os.ftruncate, fd, size)
@@ -132,7 +132,7 @@ class UdmabufExporter(Exporter):
                     {"seals": seals},
                     fcntl.fcntl,
                     fd,
-                    fcntl.F_ADD_SEALS,
+                    memfd.F_ADD_SEALS,
                     seals,
                 )
         except BaseException:

@@ -1,10 +1,15 @@
-"""The in-guest agent: serves target operations over the virtio-serial port.
+"""The agent: serves target operations where the kernel is, to the host that runs pytest.
 
-Started by ``qemu/guest/init`` as ``python3 -m conformance.guest.agent``.
-Stdlib + ``conformance`` only: importing pytest under TCG costs seconds.  It
-runs the same ``LocalTarget`` a board run uses, so the guest exercises exactly
-the bindings under test, and answers one request at a time (the host side is
-synchronous).
+In a QEMU guest ``qemu/guest/init`` starts it as ``python3 -m
+conformance.guest.agent`` on the virtio-serial port.  On a board the remote
+target streams it over a shell pipe (``conformance.remote``) and it serves its
+own stdin/stdout (``--stdio``); there it also copies new kernel log records to
+stderr (``--kmsg-console``), which the host keeps as the board's console.
+Stdlib + ``conformance`` only, Python 3.7 or newer: a board's vendor image has
+python3 and nothing else, and importing pytest under TCG costs seconds.  It
+runs the same ``LocalTarget`` a ``--target=local`` run uses, and answers one
+request at a time (the host side is synchronous).  It serves the Target
+operations and nothing else: no port is opened, no code is taken from the wire.
 """
 
 from __future__ import annotations
@@ -16,28 +21,16 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Callable, Optional
 
-from conformance.guest import protocol
+from conformance.guest import modules, protocol
 from conformance.records import Direction
-from conformance.targets.base import OPERATIONS, Target
+from conformance.targets.base import AGENT_EXTRA_OPERATIONS, OPERATIONS, Target
 
 DEFAULT_FACTORY = "conformance.targets.local:LocalTarget"
-# Not compared with the model (process-level): allocate_in_child, set_fd_limit.
-EXTRA_OPERATIONS = (
-    "info",
-    "exporters",
-    "devices",
-    "health",
-    "close_all",
-    "allocate_in_child",
-    "set_fd_limit",
-)
-
-# issue 11 (bad input at volume): a batch of inputs answered in the guest, compared with
-# the model by the case itself (not through the lockstep)
-EXTRA_OPERATIONS = EXTRA_OPERATIONS + ("bad_input_batch",)
+SERVED = frozenset(OPERATIONS + AGENT_EXTRA_OPERATIONS)
 
 
 def _log(msg: str) -> None:
@@ -53,10 +46,35 @@ def _direction_params(op: str) -> dict[int, str]:
 
 
 class Agent:
-    def __init__(self, target: Optional[Target], setup_error: Optional[BaseException]) -> None:
-        self.target = target
+    def __init__(self, target: Optional[Target], setup_error: Optional[BaseException],
+                 factory: Optional[Callable[[], Target]] = None) -> None:
+        self._target = target
         self.setup_error = setup_error
+        # A board's probe module is pushed after the agent starts: the target is made at
+        # its first operation, so it finds the probe the host loaded.
+        self._factory = factory
         self._direction = {op: _direction_params(op) for op in OPERATIONS}
+        self.modules = modules.Modules()
+
+    @property
+    def target(self) -> Optional[Target]:
+        if self._target is None and self._factory is not None and self.setup_error is None:
+            try:
+                self._target = self._factory()
+            except Exception as exc:  # noqa: BLE001 - reported to the host on every call
+                self.setup_error = exc
+        return self._target
+
+    def shutdown(self) -> None:
+        """End of a board session: free the target's handles, unload what was loaded."""
+        close = getattr(self._target, "shutdown", None)
+        if close is not None:
+            try:
+                close()
+            except Exception as exc:  # noqa: BLE001 - the modules must still go
+                _log(f"target shutdown: {type(exc).__name__}: {exc}")
+        self._target = None
+        self.modules.unload_all()
 
     def handle(self, msg: dict[str, Any]) -> Optional[bytes]:
         req_id = msg["id"]
@@ -78,20 +96,25 @@ class Agent:
             return crash(*args, **kwargs)
         if op == "exec":
             return run_command(*args, **kwargs)
+        if op == "load_module":
+            return self.modules.load(*args, **kwargs)
+        if op == "unload_module":
+            return self.modules.unload(*args, **kwargs)
         if op == "bench_ops":
             if self.target is None:
                 raise self.setup_error or protocol.ProtocolError("no target in the guest")
             return bench_ops(self.target, *args, **kwargs)
-        if op not in OPERATIONS and op not in EXTRA_OPERATIONS:
-            raise protocol.ProtocolError(f"the guest agent has no operation {op!r}")
-        if self.target is None:
-            raise self.setup_error or protocol.ProtocolError("no target in the guest")
+        if op not in SERVED:
+            raise protocol.ProtocolError(f"the agent has no operation {op!r}")
+        target = self.target
+        if target is None:
+            raise self.setup_error or protocol.ProtocolError("no target in the agent")
         for pos, name in self._direction.get(op, {}).items():
             if pos < len(args) and isinstance(args[pos], int):
                 args[pos] = Direction(args[pos])
             elif isinstance(kwargs.get(name), int):
                 kwargs[name] = Direction(kwargs[name])
-        return getattr(self.target, op)(*args, **kwargs)
+        return getattr(target, op)(*args, **kwargs)
 
 
 def crash(kind: str = "panic") -> None:
@@ -103,8 +126,11 @@ def crash(kind: str = "panic") -> None:
         while True:
             time.sleep(3600)
     elif kind == "exit":
-        os._exit(3)  # the agent is PID 1: the kernel panics with "Attempted to kill init"
-    raise protocol.ProtocolError(f"crash kind must be panic, hang or exit, not {kind!r}")
+        os._exit(3)  # in a guest the agent is PID 1: the kernel panics ("Attempted to kill init")
+    elif kind == "reboot":
+        with open("/proc/sysrq-trigger", "w") as f:
+            f.write("b")  # an immediate reboot, as a board's watchdog would do
+    raise protocol.ProtocolError(f"crash kind must be panic, hang, exit or reboot, not {kind!r}")
 
 
 def run_command(argv: list[str], timeout: float = 60.0) -> dict[str, Any]:
@@ -153,12 +179,20 @@ def find_port(name: str = protocol.PORT_NAME) -> str:
 
 
 def serve(port: str, agent: Agent, ready: dict[str, Any]) -> None:
+    """Serve a virtio-serial port; the host may go and come back, so EOF is not the end."""
     fd = os.open(port, os.O_RDWR | os.O_NOCTTY)
-    _write_all(fd, protocol.dumps({"id": protocol.READY_ID, "ready": ready}))
+    serve_fds(fd, fd, agent, ready, eof_ends=False)
+
+
+def serve_fds(rfd: int, wfd: int, agent: Agent, ready: dict[str, Any], *,
+              eof_ends: bool = True) -> None:
+    _write_all(wfd, protocol.dumps({"id": protocol.READY_ID, "ready": ready}))
     buf = b""
     while True:
-        chunk = os.read(fd, 1 << 16)
+        chunk = os.read(rfd, 1 << 16)
         if not chunk:
+            if eof_ends:
+                return
             # Nobody on the host end right now: wait for it to come back.
             time.sleep(0.05)
             continue
@@ -174,7 +208,58 @@ def serve(port: str, agent: Agent, ready: dict[str, Any]) -> None:
                 continue
             out = agent.handle(msg)
             if out is not None:
-                _write_all(fd, out)
+                _write_all(wfd, out)
+
+
+def stdio_channel() -> tuple[int, int]:
+    """The pipe the remote target gave us, and stdout pointed at stderr.
+
+    A stray print from anywhere in the agent would corrupt the protocol; it goes to
+    the console instead.  A serial console's tty is put in raw mode, so requests are
+    neither echoed nor cooked (the bootstrap did it already; harmless twice).
+    """
+    rfd, wfd = os.dup(0), os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    if os.isatty(rfd):
+        import tty
+
+        tty.setraw(rfd)
+    return rfd, wfd
+
+
+def copy_kmsg_to_stderr(path: str = "/dev/kmsg") -> None:
+    """Copy new kernel log records to stderr, as a serial console would show them.
+
+    The host parses this stream like a guest's console (WARN/BUG, DMA-API lines,
+    the last words of a board that panics or reboots).  The agent's own kmsg
+    reader (health) has its own file position; this one does not disturb it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        os.lseek(fd, 0, os.SEEK_END)
+    except OSError as e:
+        _log(f"no kernel log on the console: cannot read {path} ({e})")
+        return
+
+    def pump() -> None:
+        while True:
+            try:
+                record = os.read(fd, 8192)
+            except OSError as e:  # EPIPE: records were overwritten before we read them
+                if e.errno == 32:
+                    continue
+                return
+            if not record:
+                return
+            head, _, text = record.decode("utf-8", "replace").partition(";")
+            fields = head.split(",")
+            usec = int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else 0
+            body = text.split("\n", 1)[0]
+            sys.stderr.write(f"[{usec // 1000000:5d}.{usec % 1000000:06d}] {body}\n")
+            sys.stderr.flush()
+
+    threading.Thread(target=pump, name="kmsg-console", daemon=True).start()
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -188,29 +273,48 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m conformance.guest.agent")
     ap.add_argument("--port", default=None, help="default: the virtio port named "
                     f"{protocol.PORT_NAME!r}")
+    ap.add_argument("--stdio", action="store_true",
+                    help="serve stdin/stdout (a board reached over a shell pipe); EOF ends")
+    ap.add_argument("--kmsg-console", action="store_true",
+                    help="copy new kernel log records to stderr (a board's console)")
     ap.add_argument("--target-factory", default=DEFAULT_FACTORY,
                     help="module:callable that returns the Target to serve")
     args = ap.parse_args(argv)
     started = time.monotonic()
-    target: Optional[Target] = None
     setup_error: Optional[BaseException] = None
+    factory: Optional[Callable[[], Target]] = None
     try:
-        target = load_factory(args.target_factory)()
+        factory = load_factory(args.target_factory)
     except Exception as exc:  # noqa: BLE001 - reported to the host on every call
         setup_error = exc
-        _log(f"cannot create the target {args.target_factory}: {type(exc).__name__}: {exc}")
+        _log(f"cannot load the target {args.target_factory}: {type(exc).__name__}: {exc}")
+    agent = Agent(None, setup_error, factory)
+    if not args.stdio:
+        # In a guest the target is made now, so a broken one shows in the ready line.
+        agent.target  # noqa: B018
     ready = {
         "pid": os.getpid(),
         "python": sys.version.split()[0],
         "kernel": platform.release(),
+        "machine": platform.machine(),
         "factory": args.target_factory,
-        "setup_error": None if setup_error is None else f"{type(setup_error).__name__}: "
-                                                           f"{setup_error}",
+        "setup_error": None if agent.setup_error is None
+        else f"{type(agent.setup_error).__name__}: {agent.setup_error}",
         "startup_s": round(time.monotonic() - started, 3),
     }
+    if args.stdio:
+        rfd, wfd = stdio_channel()
+        if args.kmsg_console:
+            copy_kmsg_to_stderr()
+        _log(f"ready on stdin/stdout, python {ready['python']}, kernel {ready['kernel']}")
+        try:
+            serve_fds(rfd, wfd, agent, ready)
+        finally:
+            agent.shutdown()
+        return 0
     port = args.port or find_port()
     _log(f"ready on {port} ({ready['startup_s']} s to create the target)")
-    serve(port, Agent(target, setup_error), ready)
+    serve(port, agent, ready)
     return 0
 
 

@@ -34,10 +34,9 @@ from conformance.qemu.arch import get_arch
 from conformance.qemu.channel import Channel, ChannelClosed, ChannelTimeout
 from conformance.qemu.console import ConsoleLog, parse_console
 from conformance.qemu.kernel import REPO_ROOT, KernelBuild, ensure_kernel
+from conformance.targets.agent import DEFAULT_OP_TIMEOUT, DEFAULT_READY_TIMEOUT  # noqa: F401
 
 INIT_SCRIPT = REPO_ROOT / "qemu" / "guest" / "init"
-DEFAULT_READY_TIMEOUT = 120.0  # TCG on a loaded 2-core machine; a normal boot takes ~5 s
-DEFAULT_OP_TIMEOUT = 30.0
 
 
 def root_tag(release: str) -> str:
@@ -104,6 +103,17 @@ class Guest:
     def __post_init__(self) -> None:
         self.console = ConsoleLog(self.config.console_path or self.workdir / "console.log")
         self.console.path.parent.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def describe(self) -> dict[str, str]:
+        """The booted kernel, for ``TargetInfo.extra`` (the agent cannot know it)."""
+        return {"qemu_arch": self.config.arch,
+                "kernel_config_hash": self.config.kernel.config_hash,
+                # sha256[:16] of the booted image: names the exact kernel judged
+                "kernel_build": self.config.kernel.image_hash}
 
     @property
     def socket_path(self) -> Path:

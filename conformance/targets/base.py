@@ -106,6 +106,22 @@ DERIVED_OPERATIONS: tuple[str, ...] = (
 )
 
 
+# What an agent (``conformance.guest.agent``) serves besides OPERATIONS: the target
+# itself and the process the target runs in; none of them is compared with the model.
+# An agent-backed target (``conformance.targets.agent``) forwards all of them.
+AGENT_EXTRA_OPERATIONS: tuple[str, ...] = (
+    "info",
+    "exporters",
+    "devices",
+    "health",
+    "close_all",
+    "allocate_in_child",
+    "set_fd_limit",
+    # a batch of bad inputs answered where the kernel is, compared with the model by the
+    # case itself (not through the lockstep)
+    "bad_input_batch",
+)
+
 def digests(data: bytes, chunk: int) -> list[int]:
     """``zlib.crc32`` of each ``chunk`` bytes of ``data`` (the last may be shorter)."""
     import zlib

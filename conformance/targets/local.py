@@ -779,8 +779,11 @@ class LocalTarget(Target):
         chunks = []
         try:
             os.lseek(self._bufinfo_fd, 0, os.SEEK_SET)
-            while chunk := os.read(self._bufinfo_fd, 1 << 16):
+            # no walrus: the agent runs this on boards' Python 3.7
+            chunk = os.read(self._bufinfo_fd, 1 << 16)
+            while chunk:
                 chunks.append(chunk)
+                chunk = os.read(self._bufinfo_fd, 1 << 16)
         except OSError:
             os.close(self._bufinfo_fd)
             self._bufinfo_fd = None

@@ -16,11 +16,11 @@ from conformance.errors import NotAvailableOnTarget, SetupError, kernel_error
 from conformance.model.memory import LINEAR, PAGE_SIZE
 from conformance.model.profiles import ExporterProfile
 from conformance.targets.model_parts.fds import FdTable
+from conformance.uapi.memfd import F_SEAL_FUTURE_WRITE, F_SEAL_SHRINK, F_SEAL_WRITE
 
 MiB = 1 << 20
 UDMABUF_LIST_LIMIT = 1024
 UDMABUF_PAGE_LIMIT = 64 * MiB // PAGE_SIZE
-F_SEAL_SHRINK, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE = 0x2, 0x8, 0x10
 _MAX_LFS_PAGES = ((1 << 63) - 1) // PAGE_SIZE  # MAX_LFS_FILESIZE >> PAGE_SHIFT (64-bit)
 
 

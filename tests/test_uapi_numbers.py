@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.uapi import dma_buf, dma_heap, drm, ion, udmabuf
+from conformance.uapi import dma_buf, dma_heap, drm, ion, memfd, udmabuf
 from conformance.uapi.ioc import GENERIC, IOWR, LAYOUT, THIRTEEN_BIT, decode, layout_for
 from conformance.uapi.ioctl import ioctl, request_name
 from conformance.uapi.requests import Request
@@ -104,6 +104,10 @@ CONSTANTS: dict[str, int] = {
     "DRM_CLOEXEC": drm.DRM_CLOEXEC,
     "DRM_RDWR": drm.DRM_RDWR,
     "MAX_HEAP_NAME": ion.MAX_HEAP_NAME,
+    # written out for boards' Python 3.7, whose os/fcntl lack them
+    **{name: getattr(memfd, name) for name in (
+        "MFD_CLOEXEC", "MFD_ALLOW_SEALING", "MFD_HUGETLB", "F_ADD_SEALS", "F_GET_SEALS",
+        "F_SEAL_SEAL", "F_SEAL_SHRINK", "F_SEAL_GROW", "F_SEAL_WRITE", "F_SEAL_FUTURE_WRITE")},
 }
 
 
@@ -137,7 +141,9 @@ def _find_drm_include(cache: Path) -> tuple[str, str] | None:
 
 def _c_program(drm_prefix: str) -> str:
     lines = [
+        "#define _GNU_SOURCE",  # glibc's F_SEAL_* and MFD_*
         "#include <stdio.h>",
+        "#include <sys/mman.h>",
         "#include <stddef.h>",
         "#include <fcntl.h>",
         "#include <linux/dma-heap.h>",

@@ -248,6 +248,51 @@ def test_the_ssh_target_runs_the_cases_over_the_pipe(tmp_path: Path) -> None:
     assert "[agent] ready on stdin/stdout" in console
 
 
+LOSS_CASES = """
+import pytest
+
+@pytest.mark.case("LOSS-001")
+def test_before(target, exporter):
+    target.allocate(exporter.name, 4096)
+
+@pytest.mark.case("LOSS-002")
+def test_loses_the_board(target, exporter, conformance_run):
+    conformance_run.target.crash("exit")
+
+@pytest.mark.case("LOSS-003")
+def test_after(target, exporter):
+    assert target.buffer_size(target.allocate(exporter.name, 4096)) == 4096
+"""
+
+
+def _run_loss_cases(tmp_path: Path, board_cmd: str, *args: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "test_loss.py").write_text(LOSS_CASES)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", str(tmp_path / "test_loss.py"), "-p", "fixtures.plugin",
+         "-p", "fixtures.reporting", "-p", "no:cacheprovider", f"--reports-dir={tmp_path / 'r'}",
+         "--target=ssh", "--board-cmd", board_cmd, "--exporter", "model:reference",
+         "--board-agent-factory", "conformance.targets.model:ModelTarget", "-rA", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_a_case_that_loses_the_board_fails_and_the_run_goes_on(tmp_path: Path) -> None:
+    proc = _run_loss_cases(tmp_path, "sh")
+    out = proc.stdout
+    assert "FAILED" in out and "test_loses_the_board" in out.split("FAILED", 1)[1]
+    assert "the connection to the board was lost during crash" in out
+    assert "PASSED" in out and "test_after" in out.split("PASSED", 1)[1]
+    assert "1 failed, 2 passed" in out
+
+
+def test_a_board_that_does_not_come_back_fails_the_rest_at_once(tmp_path: Path) -> None:
+    flag = tmp_path / "connected-once"
+    proc = _run_loss_cases(tmp_path, f"sh -c 'test -e {flag} && exit 1; touch {flag}; exec sh'",
+                           "--board-reconnect-timeout", "3")
+    assert "did not come back" in proc.stdout
+    assert "1 failed, 1 passed, 1 error" in proc.stdout
+
+
 def test_ssh_target_needs_a_board(tmp_path: Path) -> None:
     proc = _run_cases(tmp_path, "--target=ssh", "-m", "alloc", "-q")
     assert proc.returncode != 0

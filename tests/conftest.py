@@ -7,11 +7,12 @@ from typing import Callable, Iterator
 
 import pytest
 
-from conformance.errors import SetupError
+from conformance.errors import GuestError, SetupError
 from conformance.mutants.catalogue import load_catalogue, select
 from conformance.mutants.workspace import Workspace
 from conformance.qemu.boot import Guest
 from conformance.qemu.kernel import KernelBuild, ensure_kernel
+from conformance.qemu.ssh_standin import SshStandin
 from conformance.qemu.suite_guest import suite_guest_config
 from conformance.targets.qemu import QemuTarget
 
@@ -77,3 +78,28 @@ def mutant_guest(
     finally:
         for target in booted.values():
             target.stop()
+
+
+@pytest.fixture(scope="session")
+def ssh_standin(
+    kernel_build: KernelBuild, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SshStandin]:
+    """A guest standing in for a board: sshd at ``.board`` (root@127.0.0.1:PORT), key ``.identity``.
+
+    The suite's kernel, swiotlb=force and CMA, no probe loaded (the remote target
+    pushes it: ``.build_probe()``); a guest reboot brings it back, as a board.
+    """
+    standin = SshStandin(kernel_build,
+                         console_path=tmp_path_factory.mktemp("ssh-standin") / "console.log")
+    try:
+        standin.start()
+    except GuestError:
+        standin.stop()
+        raise  # a stand-in that does not boot is a failure, not a skip
+    except SetupError as exc:  # no QEMU, dropbear or ssh here
+        standin.stop()
+        pytest.skip(f"no ssh stand-in: {exc}")
+    try:
+        yield standin
+    finally:
+        standin.stop()

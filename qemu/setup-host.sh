@@ -6,16 +6,21 @@
 #                        generator (npm package `allure`) for the HTML report
 #   --with-matrix        also linux-source-5.10 (the last kernel with staging ION),
 #                        for `tox -e matrix`; see install_linux_source_5_10 below
+#   --with-arm64         also the arm64 guest's tools, for `tox -e qemu-arm64`: the
+#                        cross compiler, qemu-system-aarch64, and mmdebstrap, which
+#                        makes the guest's Debian root (conformance/qemu/rootfs.py)
 set -euo pipefail
 
 check_only=0
 report_tools=0
 matrix=0
+arm64=0
 for arg in "$@"; do
     case "$arg" in
         --check-only) check_only=1 ;;
         --with-report-tools) report_tools=1 ;;
         --with-matrix) matrix=1 ;;
+        --with-arm64) arm64=1 ;;
         *) echo "setup-host: unknown option $arg" >&2; exit 2 ;;
     esac
 done
@@ -24,6 +29,9 @@ done
 packages=(qemu-system-x86 linux-source-6.1 linux-source-6.12 gcc make flex bison bc libelf-dev
           libssl-dev cpio xz-utils kmod linux-libc-dev libdrm-dev)
 packages+=(dropbear-bin openssh-client)  # the ssh board stand-in (conformance/qemu/ssh_standin.py)
+if [ $arm64 -eq 1 ]; then
+    packages+=(gcc-aarch64-linux-gnu qemu-system-arm mmdebstrap)
+fi
 if [ $report_tools -eq 1 ]; then
     packages+=(chromium)
     # A machine may carry its own Node.js (whose npm the Debian package conflicts with).

@@ -1,5 +1,12 @@
 """Boot the test kernel in QEMU with the host's root file system and talk to the agent.
 
+A guest of the host's own architecture mounts the host's ``/`` as its root
+over 9p and runs the host's interpreter.  A guest of another architecture
+(aarch64 on an x86_64 host) gets its own Debian root (``GuestConfig.root``,
+``conformance/qemu/rootfs.py``) and sees the host's ``/`` at ``/host`` through
+a second 9p share: the repository, the probe module and ``qemu/guest/init``
+are the host's, their paths prefixed with ``/host``.
+
 ``Guest.command_line()`` builds the QEMU argv without starting anything, so a
 person can print it and run the same guest by hand::
 
@@ -34,6 +41,7 @@ from conformance.qemu.arch import get_arch
 from conformance.qemu.channel import Channel, ChannelClosed, ChannelTimeout
 from conformance.qemu.console import ConsoleLog, parse_console
 from conformance.qemu.kernel import REPO_ROOT, KernelBuild, ensure_kernel
+from conformance.qemu.rootfs import HOST_MOUNT, HOST_TAG, INIT_PATH, GuestRoot, _inside
 from conformance.targets.agent import DEFAULT_OP_TIMEOUT, DEFAULT_READY_TIMEOUT  # noqa: F401
 
 INIT_SCRIPT = REPO_ROOT / "qemu" / "guest" / "init"
@@ -72,6 +80,13 @@ class GuestConfig:
     extra_qemu_args: tuple[str, ...] = ()
     # False: a guest reboot (panic=-1) restarts it instead of ending QEMU, as a board does
     exit_on_reboot: bool = True
+    # The guest's own root (a foreign architecture); None: the host's / is the root.
+    # With it, ``python`` is a path inside that root (``GuestRoot.python``).
+    root: Optional[GuestRoot] = None
+
+    def host_path(self, path: object) -> str:
+        """A host path as the guest sees it: itself, or under /host with a root of its own."""
+        return f"{HOST_MOUNT}{path}" if self.root is not None else str(path)
 
     def check(self) -> None:
         for what, value in (("python", self.python), ("repo", str(self.repo)),
@@ -79,7 +94,14 @@ class GuestConfig:
             if any(c.isspace() for c in value):
                 raise SetupError(f"the guest {what} path {value!r} contains white space, "
                                  "which the kernel command line cannot carry")
-        if not Path(self.python).is_file():
+        if self.root is not None:
+            if not self.root.path.is_dir():
+                raise SetupError(f"the guest root {self.root.path} does not exist")
+            # The interpreter is the root's (an arm64 python3), looked up inside that root.
+            if not _inside(self.root.path, self.python.lstrip("/")).exists():
+                raise SetupError(f"the guest interpreter {self.python} does not exist in "
+                                 f"the guest root {self.root.path}")
+        elif not Path(self.python).is_file():
             raise SetupError(f"the guest interpreter {self.python} does not exist")
         if not self.kernel.image.is_file():
             raise SetupError(f"kernel image {self.kernel.image} does not exist")
@@ -128,26 +150,29 @@ class Guest:
             f"console={arch.console}",
             "loglevel=5",  # KERN_WARNING and worse reach the console: WARN/BUG/DMA-API lines
             "panic=-1",  # panic -> reboot -> QEMU exits (-no-reboot)
-            "oops=panic",
-            # TCG's TSC follows the host clock; without this the watchdog marks it unstable and
-            # the guest falls back to jiffies (clock_gettime resolution of a tick).
-            "tsc=reliable",  # an oops in the agent's syscall would otherwise leave a zombie guest
+            "oops=panic",  # an oops in the agent's syscall would otherwise leave a zombie guest
+            *arch.kernel_args,  # x86_64: tsc=reliable; aarch64: random.trust_cpu=on
             f"root={root_tag(c.kernel.release)}",  # the 9p mount tag (root_tag says why)
             "rootfstype=9p",
             "rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose",
             "ro",
-            f"init={INIT_SCRIPT}",
-            f"dmabuf_conformance.repo={c.repo}",
+            # Own root: its PID 1 mounts the host share, then runs the init named after `--`.
+            f"init={INIT_PATH if c.root is not None else INIT_SCRIPT}",
+            f"dmabuf_conformance.repo={c.host_path(c.repo)}",
             f"dmabuf_conformance.python={c.python}",
             f"dmabuf_conformance.mode={mode}",
         ]
         if c.cma:
             parts.append(f"cma={c.cma}")
         if c.probe_modules:
-            parts.append("dmabuf_conformance.probe=" + ",".join(str(p) for p in c.probe_modules))
+            parts.append("dmabuf_conformance.probe=" + ",".join(c.host_path(p)
+                                                                for p in c.probe_modules))
         if c.target_factory:
             parts.append(f"dmabuf_conformance.factory={c.target_factory}")
         parts += list(c.extra_cmdline)
+        if c.root is not None:
+            # Last: the kernel hands everything after `--` to init as its arguments.
+            parts += ["--", str(INIT_SCRIPT)]
         return " ".join(parts)
 
     def command_line(self, mode: str = "agent") -> list[str]:
@@ -160,9 +185,15 @@ class Guest:
             "-kernel", str(c.kernel.image),
             "-append", self.kernel_cmdline(mode),
             # multidevs=remap: / spans several host file systems; keeps inode numbers unique.
-            "-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
+            "-fsdev", f"local,id=root,path={c.root.path if c.root is not None else '/'},"
+                      "security_model=none,readonly=on,multidevs=remap",
             "-device", f"virtio-9p-pci,fsdev=root,mount_tag={root_tag(c.kernel.release)}",
         ]
+        if c.root is not None:
+            # The host's / as a second share: the repository, the probe and the init.
+            argv += ["-fsdev", "local,id=host,path=/,security_model=none,readonly=on,"
+                               "multidevs=remap",
+                     "-device", f"virtio-9p-pci,fsdev=host,mount_tag={HOST_TAG}"]
         if mode == "shell":
             argv += ["-serial", "mon:stdio"]
         else:
@@ -294,6 +325,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--kernel", type=Path, default=None, help="a prebuilt kernel image")
     ap.add_argument("--kdir", type=Path, default=None)
     ap.add_argument("--arch", default="x86_64")
+    ap.add_argument("--page-size", default="4k", help="4k, or 16k on aarch64")
     ap.add_argument("--probe", type=Path, action="append", default=None,
                     help="insmod this module instead of the probe built for the kernel "
                          "(repeatable)")
@@ -306,7 +338,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from conformance.qemu.suite_guest import suite_guest_config
 
     try:
-        build = ensure_kernel(args.kernel_src, arch=args.arch, kernel=args.kernel, kdir=args.kdir)
+        build = ensure_kernel(args.kernel_src, arch=args.arch, kernel=args.kernel, kdir=args.kdir,
+                              page_size=args.page_size)
         probes: Optional[tuple[Path, ...]] = None  # None: build the run's probe
         if args.no_probe:
             probes = ()

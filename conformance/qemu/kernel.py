@@ -13,7 +13,11 @@ Version differences are data, not branches:
 - ``qemu/config/dmabuf-conformance.config`` applies to every kernel; another
   ``qemu/config/*.config`` applies only to the kernels its ``# kernels:`` line
   names (e.g. ``# kernels: <5.11`` for staging ION), so an option that exists
-  only on some versions is requested, and checked, only there.
+  only on some versions is requested, and checked, only there.  In the same
+  way a ``# arches:`` line (``# arches: aarch64``) scopes a fragment to guest
+  architectures, and a ``# page-size:`` line (``# page-size: 16k``) to a build
+  asked for with that page size (``--page-size``); a fragment that does not
+  apply is not hashed either, so x86_64's key is what it was before arm64.
 - ``qemu/patches/*.patch`` apply to every kernel; a patch of the same name in
   ``qemu/patches/<major>.<minor>/`` replaces it for that version (the context
   differs).
@@ -22,8 +26,8 @@ Version differences are data, not branches:
 ``modules_prepare`` so out-of-tree modules build with
 ``make -C qemu/probe KDIR=<kdir>``.
 
-CLI: ``python -m conformance.qemu.kernel build [--kernel-src PATH] [--arch A]``
-prints the image and kdir paths.
+CLI: ``python -m conformance.qemu.kernel build [--kernel-src PATH] [--arch A]
+[--page-size 16k]`` prints the image and kdir paths.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 from conformance.errors import SetupError
-from conformance.qemu.arch import ArchSpec, get_arch
+from conformance.qemu.arch import ARCHES, DEFAULT_PAGE_SIZE, ArchSpec, get_arch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FRAGMENT = REPO_ROOT / "qemu" / "config" / "dmabuf-conformance.config"
@@ -66,6 +70,7 @@ class KernelBuild:
     release: str  # `make kernelrelease`
     config_hash: str  # the cache key
     arch: str = "x86_64"
+    page_size: str = DEFAULT_PAGE_SIZE  # "16k": an arm64 build with CONFIG_ARM64_16K_PAGES
     # sha256[:16] of the image itself: the summary shows it, so a verdict names
     # the exact kernel it was reached on (a rebuilt tree gives a new hash).
     image_hash: str = ""
@@ -102,6 +107,8 @@ Version = tuple[int, int]
 
 _MAKEFILE_FIELD = re.compile(r"^(VERSION|PATCHLEVEL)\s*=\s*(\d+)\s*$", re.M)
 _KERNELS_LINE = re.compile(r"^#\s*kernels:\s*(.+?)\s*$", re.M | re.I)
+_ARCHES_LINE = re.compile(r"^#\s*arches:\s*(.+?)\s*$", re.M | re.I)
+_PAGE_SIZE_LINE = re.compile(r"^#\s*page-size:\s*(.+?)\s*$", re.M | re.I)
 _BOUND = re.compile(r"^(>=|<=|>|<|==)?\s*(\d+)\.(\d+)$")
 
 
@@ -183,20 +190,58 @@ def in_range(version: Version, bounds: Sequence[tuple[str, Version]]) -> bool:
     return all(checks[op](v) for op, v in bounds)
 
 
-def fragment_applies(fragment: Path, version: Version) -> bool:
-    """A fragment without a ``# kernels:`` line applies to every version."""
+def parse_arches(spec: str, where: object = "") -> list[str]:
+    """``"aarch64"``, ``"aarch64, x86_64"`` -> the names, each one an ``ArchSpec``."""
+    names = [n for n in re.split(r"[,\s]+", spec.strip()) if n]
+    if not names:
+        raise KernelBuildError(f"{where}: empty '# arches:' line")
+    unknown = [n for n in names if n not in ARCHES]
+    if unknown:
+        # A typo would otherwise silently drop the fragment from every build.
+        raise KernelBuildError(f"{where}: unknown architecture(s) {', '.join(unknown)} in "
+                               f"'# arches:' (known: {', '.join(sorted(ARCHES))})")
+    return names
+
+
+def fragment_applies(fragment: Path, version: Version, arch: str = "x86_64",
+                     page_size: str = DEFAULT_PAGE_SIZE) -> bool:
+    """Whether a scoped fragment is merged into the build of (version, arch, page size).
+
+    No ``# kernels:`` line: every version; no ``# arches:`` line: every
+    architecture; no ``# page-size:`` line: every page size.  A fragment with a
+    page-size line applies only to builds asked for with that size, so the
+    default build of an arch never gets it.
+    """
     text = fragment.read_text()
     m = _KERNELS_LINE.search(text)
-    return m is None or in_range(version, parse_kernels(m.group(1), fragment))
+    if m is not None and not in_range(version, parse_kernels(m.group(1), fragment)):
+        return False
+    m = _ARCHES_LINE.search(text)
+    if m is not None and arch not in parse_arches(m.group(1), fragment):
+        return False
+    m = _PAGE_SIZE_LINE.search(text)
+    wanted = m.group(1).lower() if m is not None else None
+    return wanted is None or wanted == page_size
 
 
-def fragments_for(version: Version, fragment: Optional[Path] = None) -> list[Path]:
-    """The fragments to merge, in order: the main one, then the version-scoped ones."""
+def fragments_for(version: Version, fragment: Optional[Path] = None, arch: str = "x86_64",
+                  page_size: str = DEFAULT_PAGE_SIZE) -> list[Path]:
+    """The fragments to merge, in order: the main one, then the scoped ones that apply."""
     main = fragment or DEFAULT_FRAGMENT
     if fragment is not None and fragment.resolve() != DEFAULT_FRAGMENT.resolve():
+        if page_size != DEFAULT_PAGE_SIZE:
+            raise KernelBuildError(
+                f"--page-size {page_size} selects the suite's page-size fragment, but "
+                f"--fragment {fragment} is taken as it is: put the page-size option "
+                "(e.g. CONFIG_ARM64_16K_PAGES=y) in your fragment instead")
         return [main]  # a user's own fragment is taken as it is
     extra = [f for f in sorted(CONFIG_DIR.glob("*.config"))
-             if f.resolve() != DEFAULT_FRAGMENT.resolve() and fragment_applies(f, version)]
+             if f.resolve() != DEFAULT_FRAGMENT.resolve()
+             and fragment_applies(f, version, arch, page_size)]
+    if page_size != DEFAULT_PAGE_SIZE and not any(
+            _PAGE_SIZE_LINE.search(f.read_text()) for f in extra):
+        raise KernelBuildError(f"no fragment in {CONFIG_DIR} gives {arch} {page_size} pages "
+                               f"(one with '# page-size: {page_size}' and '# arches: {arch}')")
     return [main, *extra]
 
 
@@ -449,6 +494,7 @@ def ensure_kernel(
     fragment: Optional[Path] = None,
     kernel: Optional[Path] = None,
     kdir: Optional[Path] = None,
+    page_size: str = DEFAULT_PAGE_SIZE,
 ) -> KernelBuild:
     """The test kernel: prebuilt (``kernel`` + ``kdir``), from the cache, or built now.
 
@@ -456,8 +502,9 @@ def ensure_kernel(
     date by an incremental kbuild on every call (a no-op make when unchanged).
     """
     spec = get_arch(arch)
+    page_size = spec.check_page_size(page_size)
     if kernel is not None:
-        return _prebuilt(Path(kernel), Path(kdir) if kdir else None, spec)
+        return _prebuilt(Path(kernel), Path(kdir) if kdir else None, spec, page_size)
     user_fragment = Path(fragment) if fragment else None
     if user_fragment is not None and not user_fragment.is_file():
         raise KernelBuildError(f"config fragment {user_fragment} does not exist")
@@ -471,9 +518,11 @@ def ensure_kernel(
     elif not tarfile.is_tarfile(src):
         raise KernelBuildError(f"--kernel-src {src}: neither a kernel tree nor a tarball")
     version = source_version(src)
-    fragments = fragments_for(version, user_fragment)
+    fragments = fragments_for(version, user_fragment, spec.name, page_size)
     key = build_key(src, fragments, spec, version)
-    build_dir = cache_root() / "build" / f"{spec.name}-{key}"
+    # The page size in the name only says which build a directory is; the key has it already.
+    variant = "" if page_size == DEFAULT_PAGE_SIZE else f"-{page_size}"
+    build_dir = cache_root() / "build" / f"{spec.name}{variant}-{key}"
     stamp = build_dir / ".dmabuf-conformance-build.json"
     with _FileLock(build_dir.with_suffix(".lock")):
         if src.is_file() and stamp.exists():
@@ -486,8 +535,8 @@ def ensure_kernel(
         tree = _prepare_tarball_tree(src, log, version) if src.is_file() else src
         started = time.monotonic()
         if not configured.exists():
-            _say(f"building the test kernel ({version[0]}.{version[1]}) in {build_dir} "
-                 f"(about 5 min on 2 cores); log: {log}")
+            _say(f"building the {spec.name} test kernel ({version[0]}.{version[1]}, "
+                 f"{page_size} pages) in {build_dir} (about 5 min on 2 cores); log: {log}")
             _configure(tree, build_dir, fragments, spec, log)
             configured.write_text("ok\n")
         else:
@@ -503,7 +552,7 @@ def ensure_kernel(
             raise KernelBuildError(f"build finished but {image} is missing; log: {log}")
         build = KernelBuild(
             image=image, kdir=build_dir, release=release[-1] if release else "unknown",
-            config_hash=key, arch=spec.name, image_hash=image_hash(image),
+            config_hash=key, arch=spec.name, page_size=page_size, image_hash=image_hash(image),
         )
         stamp.write_text(json.dumps({**build.to_json(),
                                      "seconds": round(time.monotonic() - started, 1)}))
@@ -520,6 +569,7 @@ def _from_stamp(stamp: Path) -> KernelBuild:
     # Hashed from the file, not the stamp: the record must name what is booted.
     return KernelBuild(image=image, kdir=Path(d["kdir"]), release=d["release"],
                        config_hash=d["config_hash"], arch=d.get("arch", "x86_64"),
+                       page_size=d.get("page_size", DEFAULT_PAGE_SIZE),
                        image_hash=image_hash(image))
 
 
@@ -544,7 +594,8 @@ def _check_image(image: Path, spec: ArchSpec) -> None:
         )
 
 
-def _prebuilt(image: Path, kdir: Optional[Path], spec: ArchSpec) -> KernelBuild:
+def _prebuilt(image: Path, kdir: Optional[Path], spec: ArchSpec,
+              page_size: str = DEFAULT_PAGE_SIZE) -> KernelBuild:
     _check_image(image, spec)
     release = "unknown"
     if kdir is not None:
@@ -556,15 +607,24 @@ def _prebuilt(image: Path, kdir: Optional[Path], spec: ArchSpec) -> KernelBuild:
         release = rel.read_text().strip()
     digest = image_hash(image)
     return KernelBuild(image=image, kdir=kdir if kdir else Path(""), release=release,
-                       config_hash=digest, arch=spec.name, image_hash=digest)
+                       config_hash=digest, arch=spec.name, page_size=page_size,
+                       image_hash=digest)
 
 
 def cached_builds() -> Iterator[KernelBuild]:
+    """Every cached build, this host's architecture first.
+
+    A caller that takes the first 6.1 build means the one a plain run boots
+    (x86_64 on x86_64), not the cross-built arm64 kernel that sorts before it.
+    """
+    builds = []
     for stamp in sorted((cache_root() / "build").glob("*/.dmabuf-conformance-build.json")):
         try:
-            yield _from_stamp(stamp)
+            builds.append(_from_stamp(stamp))
         except (SetupError, ValueError, KeyError):
             continue
+    yield from sorted(builds, key=lambda b: (b.arch != platform.machine(),
+                                             b.page_size != DEFAULT_PAGE_SIZE))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -574,14 +634,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     b = sub.add_parser("build", help="build (or reuse) the kernel and print its paths")
     b.add_argument("--kernel-src", type=Path, default=None,
                    help=f"kernel tree or tarball (default {DEFAULT_SOURCE_TARBALL})")
-    b.add_argument("--arch", default="x86_64")
+    b.add_argument("--arch", default="x86_64", choices=sorted(ARCHES))
+    b.add_argument("--page-size", default=DEFAULT_PAGE_SIZE,
+                   help="base page size: 4k, or 16k on aarch64 (CONFIG_ARM64_16K_PAGES)")
     b.add_argument("--fragment", type=Path, default=None)
     b.add_argument("--json", action="store_true", help="print a JSON object instead")
     sub.add_parser("list", help="list cached builds")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "build":
-            build = ensure_kernel(args.kernel_src, arch=args.arch, fragment=args.fragment)
+            build = ensure_kernel(args.kernel_src, arch=args.arch, fragment=args.fragment,
+                                  page_size=args.page_size)
             if args.json:
                 print(json.dumps(build.to_json()))
             else:
@@ -589,7 +652,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       f"config_hash={build.config_hash}")
         else:
             for build in cached_builds():
-                print(f"{build.arch} {build.config_hash} {build.release} {build.image}")
+                print(f"{build.arch} {build.page_size} {build.config_hash} {build.release} "
+                      f"{build.image}")
     except SetupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -13,14 +13,18 @@ no build outputs.
 
 from __future__ import annotations
 
+import platform
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from conformance.errors import SetupError
+from conformance.qemu.arch import get_arch
 from conformance.qemu.boot import GuestConfig
 from conformance.qemu.kernel import REPO_ROOT, KernelBuild, _FileLock
+from conformance.qemu.rootfs import ensure_root
 
 PROBE_DIR = REPO_ROOT / "qemu" / "probe"
 
@@ -28,6 +32,14 @@ PROBE_DIR = REPO_ROOT / "qemu" / "probe"
 # only moves at map/unmap/sync, so a missing CMO shows in the data on x86
 # (qemu/probe/README.md); the lockstep shadow is told so via dma_platform.
 SUITE_CMDLINE: tuple[str, ...] = ("swiotlb=force",)
+# Per guest architecture.  On arm64 the probe's non-coherent devices get the real
+# arch_sync_dma_* cache maintenance (the DMA event log shows it) and the shadow is
+# `noncoherent-pipt`; QEMU models no cache, so a missing CMO does not show in the
+# data there: `--qemu-append swiotlb=force` bounces them as on x86 (`swiotlb-bounce`).
+SUITE_CMDLINES: dict[str, tuple[str, ...]] = {
+    "x86_64": SUITE_CMDLINE,
+    "aarch64": (),
+}
 
 # Build outputs of an earlier in-tree build must not be copied into the build dir.
 _NOT_SOURCES = shutil.ignore_patterns("*.o", "*.ko", "*.mod", "*.mod.c", ".*.cmd", "*.cmd",
@@ -41,6 +53,20 @@ def _say(msg: str) -> None:
 
 def probe_build_dir(build: KernelBuild) -> Path:
     return build.kdir.parent / f"{build.kdir.name}.probe"
+
+
+def probe_make_argv(build: KernelBuild, out: Path) -> list[str]:
+    """``make`` for the probe against ``build``; a foreign kernel gets ARCH= and CROSS_COMPILE=.
+
+    Both are make command-line variables, so they reach kbuild's sub-make too.
+    """
+    argv = ["make", "-C", str(out), f"KDIR={build.kdir}"]
+    spec = get_arch(build.arch)
+    if spec.name != platform.machine():
+        argv.append(f"ARCH={spec.kernel_arch}")
+        if spec.cross_compile:
+            argv.append(f"CROSS_COMPILE={spec.cross_compile}")
+    return argv
 
 
 def build_probe(build: KernelBuild) -> tuple[Path, ...]:
@@ -60,8 +86,7 @@ def build_probe(build: KernelBuild) -> tuple[Path, ...]:
         # copy2 keeps the sources' mtimes, so kbuild rebuilds exactly when they changed.
         shutil.copytree(PROBE_DIR, out, ignore=_NOT_SOURCES, dirs_exist_ok=True,
                         copy_function=shutil.copy2)
-        r = subprocess.run(["make", "-C", str(out), f"KDIR={build.kdir}"],
-                           capture_output=True, text=True)
+        r = subprocess.run(probe_make_argv(build, out), capture_output=True, text=True)
     if r.returncode != 0:
         tail = "\n".join((r.stdout + r.stderr).splitlines()[-15:])
         _say(f"probe module did not build against {build.release}; kernel-side cases "
@@ -84,9 +109,16 @@ def suite_guest_config(
     ``probe_modules=None`` builds the probe; pass ``()`` only to boot a guest
     deliberately without it (then the run's verdict is incomplete).
     """
+    spec = get_arch(arch)
+    if build.arch != spec.name:
+        raise SetupError(f"the kernel {build.image} is built for {build.arch}, "
+                         f"not for the {spec.name} guest")
     probes = build_probe(build) if probe_modules is None else tuple(probe_modules)
+    # A guest that cannot run the host's binaries boots its own Debian root.
+    root = ensure_root(spec.name) if spec.name != platform.machine() else None
     return GuestConfig(
-        kernel=build, arch=arch, probe_modules=tuple(probes),
-        extra_cmdline=(*SUITE_CMDLINE, *extra_append),
-        console_path=console_path, name=name,
+        kernel=build, arch=spec.name, probe_modules=tuple(probes),
+        extra_cmdline=(*SUITE_CMDLINES.get(spec.name, ()), *extra_append),
+        console_path=console_path, name=name, root=root,
+        python=root.python if root is not None else sys.executable,
     )

@@ -301,3 +301,31 @@ def test_ssh_target_needs_a_board(tmp_path: Path) -> None:
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip("the agent's pipe is tested on Linux")
+
+
+# -- building the probe for a board -------------------------------------------------------
+
+
+def test_the_board_kernel_arch_comes_from_its_config(tmp_path: Path) -> None:
+    from conformance.probe.build import kernel_arch
+
+    (tmp_path / ".config").write_text("CONFIG_ARM64=y\n# CONFIG_X86_64 is not set\n")
+    assert kernel_arch(tmp_path) == "arm64"
+    (tmp_path / ".config").write_text("CONFIG_X86_64=y\n")
+    assert kernel_arch(tmp_path) == "x86_64"
+
+
+@pytest.mark.parametrize("setup, message", [
+    ("", "not a kernel build directory"),
+    ("Makefile", "no .config there"),
+    ("Makefile+config", "no-such-prefix-gcc is not on PATH"),
+])
+def test_a_probe_build_that_cannot_work_says_why(tmp_path: Path, setup: str, message: str) -> None:
+    from conformance.probe.build import ProbeBuildError, build_probe_module
+
+    if "Makefile" in setup:
+        (tmp_path / "Makefile").write_text("")
+    if "config" in setup:
+        (tmp_path / ".config").write_text("CONFIG_ARM64=y\n")
+    with pytest.raises(ProbeBuildError, match=message):
+        build_probe_module(tmp_path, cross_compile="no-such-prefix-", out=tmp_path / "out")

@@ -7,12 +7,14 @@ the ``slow`` ones boot it (the ``ssh_standin`` fixture, tests/conftest.py).
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from conformance.errors import SetupError
 from conformance.qemu.kernel import KernelBuild
 from conformance.qemu.ssh_standin import IP_ARG, SshStandin, _SshdGuest
 from conformance.qemu.sshd_guest import cmdline_params, with_root_home
@@ -53,6 +55,18 @@ def test_ssh_argv_names_the_key_the_port_and_the_stand_ins_host_key(tmp_path: Pa
     assert "BatchMode=yes" in argv and "StrictHostKeyChecking=yes" in argv
     assert f"UserKnownHostsFile={tmp_path / 'known_hosts'}" in argv
     assert standin.board == "root@127.0.0.1:2222"
+    args = standin.target_args()
+    assert args[:3] == ["--target=ssh", "--board", "root@127.0.0.1:2222"]
+    assert args[args.index("--ssh-identity") + 1] == str(standin.identity)
+
+
+def test_a_missing_tool_is_a_setup_error_naming_its_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ssh_standin fixture turns this into a skip that says what to install."""
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "dropbearkey" else tool)
+    with pytest.raises(SetupError, match=r"dropbearkey \(dropbear-bin\)"):
+        _standin(tmp_path).start()
 
 
 def test_guest_side_helpers() -> None:

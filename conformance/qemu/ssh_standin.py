@@ -152,13 +152,19 @@ class SshStandin:
                 "-o", "LogLevel=ERROR",
                 "root@127.0.0.1"]
 
+    def target_args(self) -> list[str]:
+        """pytest's options for the remote target on this board (fixtures/board.py)."""
+        return ["--target=ssh", "--board", self.board, "--ssh-identity", str(self.identity),
+                "--ssh-option", "StrictHostKeyChecking=yes",
+                "--ssh-option", f"UserKnownHostsFile={self.known_hosts}"]
+
     def build_probe(self) -> tuple[Path, ...]:
         """The probe module built for the stand-in's kernel, for the remote target to push."""
         return build_probe(self.build)
 
     def guest_config(self, port: int) -> GuestConfig:
         config = suite_guest_config(
-            self.build,
+            self.build, arch=self.build.arch,
             extra_append=(IP_ARG, f"dmabuf_conformance.ssh_dir={self.workdir}",
                           *self.extra_append),
             probe_modules=(),  # the remote target loads the probe itself
@@ -398,16 +404,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(e.console_log, file=sys.stderr)
         return 1
     try:
-        probe = "".join(f" --probe-ko {p}" for p in standin.build_probe()[:1])
-        ssh = shlex.join(standin.ssh_argv())
+        probe = [a for p in standin.build_probe()[:1] for a in ("--probe-ko", str(p))]
         print(f"ssh ready after {took:.1f} s\n"
               f"board:    {standin.board}\n"
               f"identity: {standin.identity}  (host key: {standin.known_hosts})\n"
-              f"ssh:      {ssh}\n"
-              "run, with the identity in your ssh-agent (ssh-add):\n"
-              f"  pytest cases --target=ssh --board {standin.board}{probe}\n"
-              "or with this exact ssh command:\n"
-              f"  pytest cases --target=ssh --board-cmd {shlex.quote(ssh)}{probe}\n"
+              f"ssh:      {shlex.join(standin.ssh_argv())}\n"
+              f"run:      {shlex.join(['pytest', 'cases', *standin.target_args(), *probe])}\n"
               "Ctrl-C stops the guest and removes the keys.", flush=True)
         while standin.alive():
             time.sleep(1)

@@ -217,9 +217,12 @@ class SshStandin:
         raise AssertionError("unreachable")
 
     def stop(self) -> None:
-        """End QEMU and remove the keys (and the console, unless it lives elsewhere)."""
+        """End QEMU and remove the keys; a directory the stand-in made goes entirely.
+
+        Pass ``console_path`` outside it to keep the console after stop().
+        """
         self._halt()
-        if self._own_workdir and self.workdir not in self.console_path.parents:
+        if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
         else:
             for secret in (self.identity, self.workdir / HOST_KEY_NAME):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -273,3 +274,13 @@ def test_arm64_16k_guest_has_16k_pages(arm64_16k_guest: QemuTarget) -> None:
     buf = arm64_16k_guest.allocate("heap:system", 16384)
     assert arm64_16k_guest.buffer_size(buf) == 16384
     arm64_16k_guest.close_all()
+
+
+def test_the_guest_stdlib_is_byte_compiled_by_a_host_python_of_its_version(tmp_path: Path) -> None:
+    """extract runs no py3compile; without .pyc files each guest boot compiles under TCG."""
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    lib = tmp_path / "usr" / "lib" / f"python{version}"
+    lib.mkdir(parents=True)
+    (lib / "mod.py").write_text("X = 1\n")
+    rootfs._compile_stdlib(tmp_path, tmp_path / "log")
+    assert list((lib / "__pycache__").glob(f"mod.{sys.implementation.cache_tag}.pyc"))

@@ -126,6 +126,8 @@ class Guest:
         self.console = ConsoleLog(self.config.console_path or self.workdir / "console.log")
         self.console.path.parent.mkdir(parents=True, exist_ok=True)
 
+    health_from_console = True  # the serial console file is written as the kernel prints
+
     @property
     def name(self) -> str:
         return self.config.name

@@ -43,6 +43,10 @@ class BoardUnusable(SetupError):
 class PipeLink:
     """One agent on a board, reached through a command's stdin/stdout."""
 
+    # The console is kmsg copied over the pipe, behind the requests: not read for
+    # health (the agent reads kmsg itself), kept for the excerpt of a lost board.
+    health_from_console = False
+
     def __init__(self, argv: Sequence[str], console_path: Path, *, name: str = "board",
                  python: str = "python3", description: Optional[dict[str, str]] = None,
                  agent_args: Sequence[str] = ()) -> None:

@@ -111,8 +111,8 @@ class PipeLink:
             self.stop()
             raise
         except (TimeoutError, ConnectionError, OSError) as e:
+            self.stop()  # first: it waits for the command's last words on stderr
             excerpt = self.console.tail(since=self._mark)
-            self.stop()
             raise GuestError(f"the agent did not start on the board: {e}",
                              console_log=excerpt) from None
         self.ready_info = msg["ready"]
@@ -156,7 +156,7 @@ class PipeLink:
                         return msg
                     # A stale reply to a request that timed out earlier: skip it.
             except (TimeoutError, ConnectionError, OSError) as e:
-                time.sleep(0.3)  # the last console lines may still be on their way
+                self.stop()  # first: it waits for the last console lines on stderr
                 text = self.console.since(mark)
                 report = parse_console(text)
                 if report.panic is not None:
@@ -165,7 +165,6 @@ class PipeLink:
                     why = f"the board did not answer {op} within {timeout:g} s"
                 else:
                     why = f"the connection to the board was lost during {op} ({e})"
-                self.stop()
                 raise GuestError(why, console_log=report.excerpt or self.console.tail(
                     since=mark)) from None
 

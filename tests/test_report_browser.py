@@ -38,8 +38,9 @@ pytestmark = [
 
 
 def chromium(url: str, *args: str) -> str:
+    # The report embeds an analytics tag: resolving no host keeps an offline CI from waiting on it.
     cmd = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-           "--virtual-time-budget=15000", *args, url]
+           "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=15000", *args, url]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     return proc.stdout
 
@@ -48,6 +49,22 @@ def page_text(url: str) -> str:
     dom = chromium(url, "--dump-dom")
     dom = re.sub(r"(?s)<(script|style)[^>]*>.*?</\1>", " ", dom)
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+
+
+def page_showing(url: str, wanted: list[str], tries: int = 3) -> str:
+    """The page's text once it shows every wanted string, or its last text.
+
+    The report loads its data asynchronously inside Chromium's virtual-time
+    budget; on a loaded CI machine one load can end in the report's own
+    "Failed to fetch" state.  A report that is really missing a string misses
+    it on every load.
+    """
+    text = ""
+    for _ in range(tries):
+        text = page_text(url)
+        if all(w in text for w in wanted):
+            break
+    return text
 
 
 def screenshot(url: str, name: str) -> Path:
@@ -81,15 +98,15 @@ def report_id(html: Path, result: dict) -> str:
 
 def check_report(html: Path, results: Path, exporters: list[str], shot: str) -> None:
     url = html.resolve().as_uri()
-    overview = page_text(url)
+    overview = page_showing(url, exporters)
     for exporter in exporters:
         assert exporter in overview, f"exporter {exporter} not on the report's front page"
     failing = failing_result(results)
     case_url = f"{url}#{report_id(html, failing)}"
-    case_page = page_text(case_url)
+    case_page = page_showing(case_url, ["diverged from"])
     assert "diverged from" in case_page or "Error" in case_page
     names = [a["name"] for a in failing["attachments"]]
-    attachments = page_text(case_url + "/attachments")
+    attachments = page_showing(case_url + "/attachments", names)
     for name in names:
         assert name in attachments, f"attachment {name!r} not shown on {case_url}/attachments"
     screenshot(url, shot.replace(".png", "-overview.png"))

@@ -8,8 +8,9 @@
   (``tox -e qemu`` stops there before building reports of a run that never was).
 * ``clean``: remove the summaries of the last run (a job does this before a run,
   so that no verdict outlives its run even if pytest refuses its command line).
-* ``summary``: Markdown and JUnit XML from ``conformance-summary.json`` (for an
-  archived run; pytest writes all three itself at the end of a run).
+* ``summary``: Markdown, JUnit XML, KCIDB JSON and KTAP from
+  ``conformance-summary.json`` (for an archived run; pytest writes them all
+  itself at the end of a run).
 * ``html``: the Allure HTML report from the raw results, offline.
 """
 
@@ -20,10 +21,8 @@ import sys
 from pathlib import Path
 
 from conformance.errors import SetupError
-from conformance.report.files import JUNIT_XML, SUMMARY_JSON, SUMMARY_MD, remove_summaries
+from conformance.report.files import SUMMARY_JSON, remove_summaries, rendered_formats
 from conformance.report.html import generate_html
-from conformance.report.junit import render_junit
-from conformance.report.markdown import render_markdown
 from conformance.report.verdict import exit_status, run_problem, verdicts
 from conformance.summary import Summary
 
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         ("verdict", "print the verdicts; exit 0 conformant, 1 not conformant, 2 no valid verdict"),
         ("check-run", "exit 2 with the reason unless the last run completed"),
         ("clean", "remove the summaries of the last run"),
-        ("summary", "Markdown and JUnit XML from conformance-summary.json"),
+        ("summary", "Markdown, JUnit XML, KCIDB JSON and KTAP from conformance-summary.json"),
     ):
         sub.add_parser(name, help=what).add_argument(
             "--reports-dir", type=Path, default=Path("reports")
@@ -90,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {summary.run.id} completed (pytest exit status {summary.run.exit_status})")
         elif args.command == "summary":
             summary = _load_summary(args.reports_dir)
-            (args.reports_dir / SUMMARY_MD).write_text(render_markdown(summary))
-            (args.reports_dir / JUNIT_XML).write_text(render_junit(summary))
+            for name, text in rendered_formats(summary):
+                (args.reports_dir / name).write_text(text, encoding="utf-8")
             problem = run_problem(summary)
             if problem:
                 print(f"note: {problem}", file=sys.stderr)

@@ -12,6 +12,8 @@
   ``conformance-summary.json`` (for an archived run; pytest writes them all
   itself at the end of a run).
 * ``html``: the Allure HTML report from the raw results, offline.
+* ``lava``: one ``<set> <case> <result>`` line per case, for ``lava-test-case``
+  (``conformance/report/lava.py``; the test definition is ``lava/conformance.yaml``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from conformance.errors import SetupError
 from conformance.report.files import SUMMARY_JSON, remove_summaries, rendered_formats
 from conformance.report.html import generate_html
+from conformance.report.lava import LavaNameError, render_lava
 from conformance.report.verdict import exit_status, run_problem, verdicts
 from conformance.summary import Summary
 
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         ("check-run", "exit 2 with the reason unless the last run completed"),
         ("clean", "remove the summaries of the last run"),
         ("summary", "Markdown, JUnit XML, KCIDB JSON and KTAP from conformance-summary.json"),
+        ("lava", "the results as LAVA signal lines, <set> <case> <pass|fail|skip|unknown>"),
     ):
         sub.add_parser(name, help=what).add_argument(
             "--reports-dir", type=Path, default=Path("reports")
@@ -87,6 +91,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "check-run":
             summary = _complete_run(args.reports_dir)
             print(f"run {summary.run.id} completed (pytest exit status {summary.run.exit_status})")
+        elif args.command == "lava":
+            summary = _load_summary(args.reports_dir)
+            try:
+                sys.stdout.write(render_lava(summary))
+            except LavaNameError as exc:
+                raise SetupError(str(exc)) from None
+            problem = run_problem(summary)
+            if problem:
+                print(f"note: {problem}", file=sys.stderr)
         elif args.command == "summary":
             summary = _load_summary(args.reports_dir)
             for name, text in rendered_formats(summary):

@@ -139,6 +139,7 @@ def _tests_by_path(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     ("ion:a.b", "X-1[a[b]]", "dmabuf_conformance.ion_a_db.X-1.a_bb_e"),
     ("weird_name", "A[]", "dmabuf_conformance._weird__name.A_b_e"),
     ("heap:ä", "Z-1[≥ 2]", "dmabuf_conformance.heap__xe4_.Z-1._x2265__s2"),
+    ("heap:system@board-1", "CMO-001", "dmabuf_conformance.heap_system_aboard-1.CMO-001"),
 ])
 def test_kcidb_paths_are_readable_and_map_back(name, case_id, path):
     assert kcidb_path(name, case_id) == path

@@ -18,9 +18,10 @@ The mapping keeps the common ids readable and is reversible
   tree groups a case's parametrizations under it; an unparametrized case is one.
 * Inside a node, letters, digits and ``-`` stand for themselves and ``_``
   starts an escape: ``__`` is ``_``, ``_c`` ``:``, ``_d`` ``.``, ``_p`` ``+``,
-  ``_o`` ``|``, ``_s`` a space, ``_b`` ``[``, ``_e`` ``]`` and ``_x<hex>_``
-  any other character.  ``_`` is the escape rather than kept as itself
-  because it is the only other character a node allows.
+  ``_o`` ``|``, ``_s`` a space, ``_b`` ``[``, ``_e`` ``]``, ``_a`` ``@`` (a
+  farm's ``heap:system@board1``) and ``_x<hex>_`` any other character.
+  ``_`` is the escape rather than kept as itself because it is the only other
+  character a node allows.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import re
 
 ROOT = "dmabuf_conformance"
 
-_CODES = {"_": "_", ":": "c", ".": "d", "+": "p", "|": "o", " ": "s", "[": "b", "]": "e"}
+_CODES = {"_": "_", ":": "c", ".": "d", "+": "p", "|": "o", " ": "s", "[": "b", "]": "e",
+          "@": "a"}
 _DECODES = {code: char for char, code in _CODES.items()}
 _PLAIN = re.compile(r"[A-Za-z0-9-]")
 _KIND = re.compile(r"[A-Za-z0-9-]+")

@@ -15,4 +15,5 @@ if Path(fixtures.__file__).resolve().parent != Path(__file__).resolve().parent /
         "run pytest from the repository root"
     )
 
-pytest_plugins = ["fixtures.plugin", "fixtures.reporting", "fixtures.generated"]
+pytest_plugins = ["fixtures.plugin", "fixtures.labgrid", "fixtures.reporting",
+                  "fixtures.generated"]

@@ -105,6 +105,9 @@ class Summary:
     # issue 11 (bad input at volume): per exporter, BADIN-001's counts (inputs, by
     # category, errno mismatches, invalid inputs accepted, kernel complaints)
     bad_input: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # a board farm's run: per board (the part after "@" in an exporter key), its
+    # kernel and what the farm calls it (labgrid place, resources, coordinator)
+    boards: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def record(self, exporter: str, case_id: str, outcome: str, message: str = "") -> None:
         if outcome not in _RANK:
@@ -170,6 +173,7 @@ class Summary:
             "comparisons": _sorted_nested(self.comparisons),
             "stand_ins": dict(sorted(self.stand_ins.items())),
             "bad_input": dict(sorted(self.bad_input.items())),  # issue 11 (bad input at volume)
+            "boards": dict(sorted(self.boards.items())),
             "target_info": self.target_info,
             "instruments": self.instruments(),
         }
@@ -191,6 +195,7 @@ class Summary:
             comparisons={k: dict(v) for k, v in data.get("comparisons", {}).items()},
             stand_ins={k: dict(v) for k, v in data.get("stand_ins", {}).items()},
             bad_input={k: dict(v) for k, v in data.get("bad_input", {}).items()},
+            boards={k: dict(v) for k, v in data.get("boards", {}).items()},
         )
 
     @classmethod

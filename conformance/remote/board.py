@@ -87,10 +87,11 @@ def module_vermagic(image: bytes) -> str:
 class BoardTarget(AgentTarget):
     name = "ssh"
 
-    def __init__(self, link: PipeLink, *, probe_ko: Optional[Path] = None,
+    def __init__(self, link: PipeLink, *, probe_ko: Optional[Path] = None, name: str = "ssh",
                  op_timeout: float = DEFAULT_OP_TIMEOUT,
                  ready_timeout: float = DEFAULT_READY_TIMEOUT) -> None:
         super().__init__(link, op_timeout=op_timeout, ready_timeout=ready_timeout)
+        self.name = name  # the target's name in reports: ssh, or labgrid
         self.pipe = link
         self.probe_ko = probe_ko
         self._probe_image = Path(probe_ko).read_bytes() if probe_ko else b""

@@ -35,6 +35,14 @@ def _run_lines(summary: Summary) -> list[str]:
         value = summary.target_info.get("extra", {}).get(key)
         if value:
             lines.append(f"- {key.replace('_', ' ')}: `{value}`")
+    if summary.boards:
+        # A farm's run: each exporter's verdict is per board (exporter@board).
+        lines += ["", "| board | kernel | farm | resources |", "|---|---|---|---|"]
+        for name, b in sorted(summary.boards.items()):
+            farm = b.get("labgrid_coordinator", "")
+            farm = f"labgrid {farm}" if farm else b.get("board", "")
+            lines.append(f"| `{name}` | `{b.get('kernel', '')}` | {_cell(farm)} | "
+                         f"{_cell(b.get('labgrid_resources', ''))} |")
     if problem:
         lines += ["", f"**No valid verdict: {_cell(problem)}**"]
     return lines

@@ -11,7 +11,9 @@ A waiver file is JSON (stdlib only: the suite also runs on board images)::
 ``CMO-002[TO_DEVICE]``), a full id (``GEN-001[sync-direction]``: that one
 result only, e.g. one class GEN-001 found) or a shell pattern matched against
 the full id.
-``exporter`` and ``kernel`` are optional shell patterns; ``kernel`` is matched
+``exporter`` and ``kernel`` are optional shell patterns; on a board farm the
+results of an exporter are ``exporter@place`` (``heap:system@imx8-3``), and
+``exporter`` matches either that or the plain name; ``kernel`` is matched
 against the kernel string the target reports (``uname -r`` first).  A waiver
 only ever turns a *failed* case into a waived one: errors (the case could not
 be judged) and skips stay what they are.
@@ -28,6 +30,12 @@ from typing import Any
 from conformance.errors import SetupError
 
 _FIELDS = ("case", "reason", "exporter", "kernel")
+BOARD_SEP = "@"  # exporter@board: one exporter's results on one board of a farm
+
+
+def exporter_key(exporter: str, board: str) -> str:
+    """What a result is filed under: the exporter, on a farm qualified by its board."""
+    return f"{exporter}{BOARD_SEP}{board}" if board else exporter
 
 
 class WaiverFileError(SetupError):
@@ -49,7 +57,8 @@ class Waiver:
         case_ok = self.case in (base, case_id) or fnmatch.fnmatchcase(case_id, self.case)
         return (
             case_ok
-            and fnmatch.fnmatchcase(exporter, self.exporter)
+            and any(fnmatch.fnmatchcase(name, self.exporter)
+                    for name in (exporter, exporter.split(BOARD_SEP, 1)[0]))
             and fnmatch.fnmatchcase(kernel, self.kernel)
         )
 

@@ -1,4 +1,4 @@
-"""Certification reports of a conformance run: verdicts, waivers, Markdown and JUnit XML.
+"""Certification reports of a conformance run: verdicts, waivers, Markdown, JUnit XML, KCIDB, KTAP.
 
 Everything here is stdlib only and works from ``reports/conformance-summary.json``
 alone, so a vendor can regenerate the documents from an archived run with

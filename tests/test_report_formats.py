@@ -210,6 +210,28 @@ def test_kcidb_build_carries_the_kernel_build_and_config_hash():
     assert checkout["misc"]["kernel"] == "6.1.0-test"
 
 
+def test_kcidb_farm_run_has_a_build_per_board_with_its_kernel():
+    from kcidb_io.schema import LATEST
+
+    s = Summary(run=RunRecord(id="r3", complete=True), kernel="6.6.0-a")
+    s.boards = {"rpi-1": {"kernel": "6.6.0-a", "kernel_config_hash": "aaa"},
+                "imx-2": {"kernel": "6.1.0-b", "labgrid_coordinator": "ws://farm"}}
+    for exporter in ("heap:system@rpi-1", "heap:system@imx-2", "udmabuf"):
+        s.record(exporter, "ALLOC-001", "passed")
+    data = render_kcidb(s)
+    LATEST.validate(data)
+    builds = {b["id"]: b for b in data["builds"]}
+    on = {t["misc"]["exporter"]: t["build_id"] for t in data["tests"]}
+    assert on == {"heap:system@rpi-1": "dmabuf_conformance:r3:rpi-1",
+                  "heap:system@imx-2": "dmabuf_conformance:r3:imx-2",
+                  "udmabuf": "dmabuf_conformance:r3"}
+    assert builds["dmabuf_conformance:r3:rpi-1"]["config_name"] == "aaa"
+    assert builds["dmabuf_conformance:r3:imx-2"]["misc"]["kernel"] == "6.1.0-b"
+    assert set(_tests_by_path(data)) == {"dmabuf_conformance.heap_system_arpi-1.ALLOC-001",
+                                         "dmabuf_conformance.heap_system_aimx-2.ALLOC-001",
+                                         "dmabuf_conformance.udmabuf.ALLOC-001"}
+
+
 def test_kcidb_waived_failure_is_a_fail_with_an_incident_of_its_waiver():
     from kcidb_io.schema import LATEST
 

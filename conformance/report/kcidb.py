@@ -4,7 +4,9 @@ One checkout and one build per run (ids from the run id: the suite does not
 know the kernel's git commit, only the booted image's and its config's
 hashes, which the build carries in ``config_name`` and ``misc``), and one
 test per case result of each exporter, at the path ``kcidb_paths.kcidb_path``
-gives (``dmabuf_conformance.heap_system.CMO-002.TO__DEVICE``).
+gives (``dmabuf_conformance.heap_system.CMO-002.TO__DEVICE``).  A farm's run
+(exporters ``heap:system@board``) has a build per board too, with that board's
+kernel, and each board's tests belong to it.
 
 Statuses: ``passed`` PASS, ``failed`` FAIL, ``skipped`` SKIP (the skip's
 kind, "not applicable" or "not checked", is in ``misc.skip`` and the reason in
@@ -33,6 +35,7 @@ from typing import Any
 
 from conformance.report.kcidb_paths import ROOT, kcidb_path
 from conformance.report.verdict import level_of, run_problem, verdict_for
+from conformance.report.waivers import BOARD_SEP
 from conformance.skips import is_not_applicable
 from conformance.summary import Summary
 
@@ -53,10 +56,15 @@ def render_kcidb(summary: Summary) -> dict[str, Any]:
     tests: list[dict[str, Any]] = []
     issues: dict[int, dict[str, Any]] = {}
     incidents: list[dict[str, Any]] = []
+    builds = [_build(summary, build_id, checkout_id)]
+    for board in sorted(summary.boards):
+        builds.append(_board_build(summary, board, f"{build_id}:{board}", checkout_id))
     for exporter in summary.all_exporters():
         verdict = verdict_for(summary, exporter).verdict
+        board = exporter.partition(BOARD_SEP)[2]
+        on = f"{build_id}:{board}" if board in summary.boards else build_id
         for case_id, outcome in sorted(summary.exporters.get(exporter, {}).items()):
-            test = _test(summary, exporter, case_id, outcome, build_id, run_id)
+            test = _test(summary, exporter, case_id, outcome, on, run_id)
             test["misc"]["verdict"] = verdict
             tests.append(test)
             waiver = summary.waived.get(exporter, {}).get(case_id)
@@ -75,7 +83,7 @@ def render_kcidb(summary: Summary) -> dict[str, Any]:
     data: dict[str, Any] = {
         "version": dict(SCHEMA_VERSION),
         "checkouts": [_checkout(summary, checkout_id)],
-        "builds": [_build(summary, build_id, checkout_id)],
+        "builds": builds,
         "tests": tests,
     }
     if issues:
@@ -118,6 +126,21 @@ def _build(summary: Summary, build_id: str, checkout_id: str) -> dict[str, Any]:
             "instruments": {name: bool(inst.get("present"))
                             for name, inst in sorted(summary.instruments().items())},
         },
+    })
+
+
+def _board_build(summary: Summary, board: str, build_id: str,
+                 checkout_id: str) -> dict[str, Any]:
+    facts = summary.boards[board]
+    config_hash = str(facts.get("kernel_config_hash", ""))
+    kernel = str(facts.get("kernel", ""))
+    return _clean({
+        "id": build_id,
+        "origin": ORIGIN,
+        "checkout_id": checkout_id,
+        "comment": f"board {board}, kernel {kernel}",
+        "config_name": config_hash,
+        "misc": {"board": board, **facts},
     })
 
 

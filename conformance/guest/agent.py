@@ -201,6 +201,9 @@ def serve_fds(rfd: int, wfd: int, agent: Agent, ready: dict[str, Any], *,
             line, buf = buf.split(b"\n", 1)
             if not line.strip():
                 continue
+            if line.strip() == protocol.QUIT_LINE:
+                _log("the host asked the agent to quit")
+                return
             try:
                 msg = protocol.loads(line)
             except protocol.ProtocolError as e:

@@ -32,6 +32,9 @@ from conformance.records import (
 
 PORT_NAME = "conformance"  # virtserialport name=; the guest sees /dev/virtio-ports/<name>
 READY_ID = 0
+# A serial console has no hangup: an agent whose host went away keeps the console.
+# This line makes it leave (restoring the tty); in a shell it is a comment.
+QUIT_LINE = b"#@@dmabuf-conformance:quit"
 
 _RECORDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "DeviceSpec": DeviceSpec.from_json,

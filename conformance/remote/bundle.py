@@ -45,8 +45,9 @@ if sys.version_info < %(min)r:
     sys.stdout.flush()
     sys.exit(3)
 try:
-    import tty
+    import atexit, termios, tty
     if os.isatty(0):
+        atexit.register(termios.tcsetattr, 0, termios.TCSADRAIN, termios.tcgetattr(0))
         tty.setraw(0)
 except Exception:
     pass

@@ -11,31 +11,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
-import threading
 from typing import Any, Optional, Sequence
 
-READ_TIMEOUT_S = 0.2
+from conformance.guest.protocol import QUIT_LINE
 
-
-def _to_console(console: Any, done: threading.Event) -> None:
-    try:
-        while True:
-            data = os.read(sys.stdin.fileno(), 4096)
-            if not data:
-                break
-            console.write(data)
-    except OSError:
-        pass
-    finally:
-        done.set()
+# labgrid's drivers are not thread-safe (their step log is one stack), so one
+# thread polls both ways: stdin without waiting, then the console briefly.
+READ_TIMEOUT_S = 0.02
 
 
 def bridge(console: Any) -> None:
-    done = threading.Event()
-    threading.Thread(target=_to_console, args=(console, done), daemon=True).start()
-    out = sys.stdout.buffer
-    while not done.is_set():
+    stdin, out = sys.stdin.fileno(), sys.stdout.buffer
+    while True:
+        if select.select([stdin], [], [], 0)[0]:
+            data = os.read(stdin, 65536)
+            if not data:
+                return
+            console.write(data)
         try:
             data = console.read(size=1, timeout=READ_TIMEOUT_S, max_size=65536)
         except Exception as e:  # labgrid's TIMEOUT: nothing within READ_TIMEOUT_S
@@ -64,8 +58,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: no target {args.lg_target!r} in {args.lg_env}", file=sys.stderr)
         return 2
     try:
+        console = target.get_driver("ConsoleProtocol")
+        # An agent left by a link that died still owns the console: it leaves, and the
+        # board's getty (or shell) is back for labgrid to log in.
+        console.write(QUIT_LINE + b"\n")
         target.get_driver("ShellDriver")  # waits for the login prompt and logs in
-        bridge(target.get_driver("ConsoleProtocol"))
+        bridge(console)
     except BrokenPipeError:
         pass
     finally:

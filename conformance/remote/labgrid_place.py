@@ -10,13 +10,15 @@ how eight boards become eight workers.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 from conformance.errors import SetupError
 
@@ -65,6 +67,19 @@ class HeldPlace:
             except SetupError as e:
                 problems.append(str(e))
         return problems
+
+    def guard(self, pid: int) -> subprocess.Popen[bytes]:
+        """A process that releases the place once ``pid`` is gone, however it ended.
+
+        pytest-xdist kills a worker that has not exited 10 s after the run, and a
+        job can be SIGKILLed: the place must not stay locked to a dead process.
+        """
+        return subprocess.Popen(
+            [sys.executable, "-m", "conformance.remote.labgrid_place", "--release-after",
+             str(pid), "--coordinator", self.coordinator, "--place", self.place,
+             "--token", self.token],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
 
     def resources(self) -> str:
         """The place's acquired resources, as labgrid-client shows them (for the report)."""
@@ -124,3 +139,37 @@ def hold_place(coordinator: str, filters: Mapping[str, str], *, timeout: float) 
         raise
     held.waited_s = time.monotonic() - started
     return held
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``--release-after PID``: wait for PID to end, then release its place (the guard)."""
+    ap = argparse.ArgumentParser(prog="python -m conformance.remote.labgrid_place")
+    ap.add_argument("--release-after", type=int, required=True, metavar="PID")
+    ap.add_argument("--coordinator", required=True)
+    ap.add_argument("--place", required=True)
+    ap.add_argument("--token", required=True)
+    args = ap.parse_args(argv)
+    while _alive(args.release_after):
+        time.sleep(0.5)
+    held = HeldPlace(args.coordinator, args.place, args.token, {})
+    try:
+        # Already released by the run itself: the reservation is gone, nothing to do.
+        if args.token not in _client(args.coordinator, ["reservations"]):
+            return 0
+    except SetupError:
+        pass
+    return 1 if held.release() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

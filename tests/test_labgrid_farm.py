@@ -147,6 +147,11 @@ def test_two_boards_each_run_every_case_with_a_verdict_per_board(
         assert info["kernel"] == summary["kernel"]
     md = (reports / "conformance-summary.md").read_text()
     assert all(k in md for k in keys)
+    junit = (reports / "junit-conformance.xml").read_text()
+    env = (tmp_path / "allure" / "environment.properties").read_text()
+    for b in farm.boards:
+        assert f'name="board.labgrid_place" value="{b.name}"' in junit
+        assert f"board.{b.name}=kernel {summary['kernel']}" in env, env
     results = [json.loads(p.read_text()) for p in (tmp_path / "allure").glob("*-result.json")]
     by_board = {p["value"].strip("'") for r in results for p in r.get("parameters", [])
                 if p["name"] == "board"}

@@ -30,8 +30,13 @@ def environment(
     exporters_found: list[str],
     exporters_tested: list[str],
     run: dict[str, Any] | None = None,
+    boards: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, str]:
-    """Allure's environment table; ``run`` is the summary's run record, when known."""
+    """Allure's environment table; ``run`` is the summary's run record, when known.
+
+    A farm's run (``boards``) adds a line per board: its kernel and labgrid resources,
+    since one board's facts in ``target_info`` would not describe the others.
+    """
     extra = dict(target_info.get("extra", {}))
     props = {
         "target": str(target_info.get("target", "")),
@@ -52,6 +57,10 @@ def environment(
         extra["qemu_version"] = qemu_version(str(extra.get("qemu_arch", "x86_64")))
     for key, value in sorted(extra.items()):
         props[key] = str(value)
+    for name, board in sorted((boards or {}).items()):
+        props[f"board.{name}"] = "; ".join(
+            f"{k} {board[k]}" for k in ("kernel", "labgrid_coordinator", "labgrid_resources")
+            if board.get(k))
     return {k: v for k, v in props.items() if v}
 
 

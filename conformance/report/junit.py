@@ -39,6 +39,8 @@ def render_junit(summary: Summary) -> str:
         results = summary.exporters.get(exporter, {})
         verdict = verdict_for(summary, exporter)
         suite = ET.SubElement(root, "testsuite", name=exporter)
+        # a farm's run files results as exporter@board: that board's kernel and place
+        board = summary.boards.get(exporter.partition("@")[2], {})
         props = ET.SubElement(suite, "properties")
         cmp = comparison_counts(summary, exporter)
         for name, value in (
@@ -46,7 +48,9 @@ def render_junit(summary: Summary) -> str:
             ("verdict_reason", verdict.why),
             ("incomplete_families", ", ".join(verdict.incomplete_families)),
             ("target", summary.target),
-            ("kernel", summary.kernel),
+            ("kernel", board.get("kernel") or summary.kernel),
+            *((f"board.{k}", str(v)) for k, v in sorted(board.items())
+              if k == "board" or k.startswith("labgrid_")),
             *_run_properties(summary),
             ("compared_fully", str(cmp["fully"])),
             ("compared_partially", str(cmp["partially"])),

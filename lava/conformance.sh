@@ -21,7 +21,10 @@ in_root() {
     fi
 }
 
-set -- "$repo/cases" --target=local -p no:cacheprovider --reports-dir="$reports" -q -rfE
+# --basetemp: pytest's default, /tmp/pytest-of-<user>, may be a read-only share on
+# an image whose /tmp entries come from elsewhere (lava/dut/init links the host's).
+set -- "$repo/cases" --target=local -p no:cacheprovider --reports-dir="$reports" \
+    --basetemp="${reports%/}.pytest-tmp" -q -rfE
 [ -n "${MARKER:-}" ] && set -- "$@" -m "$MARKER"
 [ -n "${WAIVERS:-}" ] && set -- "$@" --waivers="$WAIVERS"
 # shellcheck disable=SC2086  # PYTEST_ARGS is a list of words by design

@@ -9,18 +9,23 @@
 #   --with-arm64         also the arm64 guest's tools, for `tox -e qemu-arm64`: the
 #                        cross compiler, qemu-system-aarch64, and mmdebstrap, which
 #                        makes the guest's Debian root (conformance/qemu/rootfs.py)
+#   --with-lava          also LAVA's dispatcher (lava-run) and busybox-static, unpacked
+#                        into ~/.cache/dmabuf-conformance/lava by lava/setup-lava.sh,
+#                        for `tox -e lava`
 set -euo pipefail
 
 check_only=0
 report_tools=0
 matrix=0
 arm64=0
+lava=0
 for arg in "$@"; do
     case "$arg" in
         --check-only) check_only=1 ;;
         --with-report-tools) report_tools=1 ;;
         --with-matrix) matrix=1 ;;
         --with-arm64) arm64=1 ;;
+        --with-lava) lava=1 ;;
         *) echo "setup-host: unknown option $arg" >&2; exit 2 ;;
     esac
 done
@@ -36,6 +41,13 @@ if [ $report_tools -eq 1 ]; then
     packages+=(chromium)
     # A machine may carry its own Node.js (whose npm the Debian package conflicts with).
     command -v npm >/dev/null || packages+=(nodejs npm)
+fi
+
+if [ $lava -eq 1 ]; then
+    # Not through apt-get install: lava/setup-lava.sh says why; it is idempotent.
+    lava_args=()
+    [ $check_only -eq 1 ] && lava_args+=(--check-only)
+    bash "$(dirname "${BASH_SOURCE[0]}")/../lava/setup-lava.sh" "${lava_args[@]}"
 fi
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }

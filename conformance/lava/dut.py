@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,17 +21,7 @@ from conformance.lava import cpio
 from conformance.lava.install import LavaInstall
 from conformance.qemu.arch import get_arch
 from conformance.qemu.boot import GuestConfig
-from conformance.qemu.kernel import (
-    DEFAULT_FRAGMENT,
-    DEFAULT_SOURCE_TARBALL,
-    REPO_ROOT,
-    KernelBuild,
-    build_key,
-    cache_root,
-    ensure_kernel,
-    fragments_for,
-    source_version,
-)
+from conformance.qemu.kernel import DEFAULT_FRAGMENT, REPO_ROOT, KernelBuild, ensure_kernel
 from conformance.qemu.suite_guest import suite_guest_config
 
 INIT = REPO_ROOT / "lava" / "dut" / "init"
@@ -106,38 +94,7 @@ def dut_kernel(out_dir: Path) -> KernelBuild:
     if not fragment.is_file() or fragment.read_text() != text:
         out_dir.mkdir(parents=True, exist_ok=True)
         fragment.write_text(text)
-    _seed_from_suite_build(fragment)
     return ensure_kernel(fragment=fragment)
-
-
-def _seed_from_suite_build(fragment: Path) -> None:
-    """Start a cold DUT build from a copy of the suite kernel's cached build.
-
-    The two configs differ by one option, so kbuild then rebuilds what it touches
-    (a minute) instead of everything (5 to 10 min on 2 loaded cores).  The copy
-    leaves out ensure_kernel's markers, so it configures and builds as usual.
-    """
-    if not DEFAULT_SOURCE_TARBALL.is_file():
-        return  # ensure_kernel says what is missing
-    version = source_version(DEFAULT_SOURCE_TARBALL)
-    spec = get_arch("x86_64")
-    builds = cache_root() / "build"
-
-    def build_dir(frag: Path | None) -> Path:
-        key = build_key(DEFAULT_SOURCE_TARBALL, fragments_for(version, frag, spec.name),
-                        spec, version)
-        return builds / f"{spec.name}-{key}"
-
-    target, suite = build_dir(fragment), build_dir(None)
-    if target.exists() or not (suite / ".dmabuf-conformance-build.json").is_file():
-        return
-    print(f"[lava] seeding the DUT kernel build {target.name} from {suite.name}",
-          file=sys.stderr, flush=True)
-    tmp = target.with_name(target.name + ".seed")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(suite, tmp, symlinks=True, ignore=shutil.ignore_patterns(
-        ".dmabuf-conformance-build.json", ".dmabuf-conformance-configured", "build.log"))
-    tmp.rename(target)
 
 
 def prepare_dut(install: LavaInstall, out_dir: Path) -> Dut:

@@ -30,6 +30,7 @@ from conformance.report.kcidb import render_kcidb
 from conformance.report.kcidb_paths import PathError, kcidb_path, parse_kcidb_path
 from conformance.report.ktap import render_ktap
 from conformance.summary import DESELECTED, SELECTED, CaseMeta, RunRecord, Summary
+from tests.pytest_output import pytest_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = (Path.home() / ".cache" / "dmabuf-conformance" / "src", Path("/usr/src"))
@@ -322,13 +323,6 @@ def test_ktap_of_a_run_that_judged_no_exporter_is_one_error(kunit_parser):
 
 
 # -- a real run: the files agree with pytest -----------------------------------------
-
-
-def pytest_counts(stdout: str) -> dict[str, int]:
-    last = stdout.strip().splitlines()[-1]
-    counts = {k: int(n) for n, k in re.findall(r"(\d+) (\w+)", last)}
-    counts["errors"] = counts.pop("error", 0) + counts.pop("errors", 0)
-    return counts
 
 
 @pytest.fixture(scope="module")

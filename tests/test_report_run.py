@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+from tests.pytest_output import pytest_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,11 +22,6 @@ def run_cases(tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         f"--reports-dir={tmp}", "-p", "no:cacheprovider", "-q", "-rx", *extra,
     ]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-
-
-def pytest_counts(stdout: str) -> dict[str, int]:
-    last = stdout.strip().splitlines()[-1]
-    return {k: int(n) for n, k in re.findall(r"(\d+) (\w+)", last)}
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from conformance.report.verdict import comparison_counts, level_of, run_problem, verdict_for
+from conformance.report.waivers import split_exporter_key
 from conformance.summary import Summary
 
 
@@ -40,7 +41,7 @@ def render_junit(summary: Summary) -> str:
         verdict = verdict_for(summary, exporter)
         suite = ET.SubElement(root, "testsuite", name=exporter)
         # a farm's run files results as exporter@board: that board's kernel and place
-        board = summary.boards.get(exporter.partition("@")[2], {})
+        board = summary.boards.get(split_exporter_key(exporter)[1], {})
         props = ET.SubElement(suite, "properties")
         cmp = comparison_counts(summary, exporter)
         for name, value in (

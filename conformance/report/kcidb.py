@@ -35,7 +35,7 @@ from typing import Any
 
 from conformance.report.kcidb_paths import ROOT, kcidb_path
 from conformance.report.verdict import level_of, run_problem, verdict_for
-from conformance.report.waivers import BOARD_SEP
+from conformance.report.waivers import split_exporter_key
 from conformance.skips import is_not_applicable
 from conformance.summary import Summary
 
@@ -61,7 +61,7 @@ def render_kcidb(summary: Summary) -> dict[str, Any]:
         builds.append(_board_build(summary, board, f"{build_id}:{board}", checkout_id))
     for exporter in summary.all_exporters():
         verdict = verdict_for(summary, exporter).verdict
-        board = exporter.partition(BOARD_SEP)[2]
+        board = split_exporter_key(exporter)[1]
         on = f"{build_id}:{board}" if board in summary.boards else build_id
         for case_id, outcome in sorted(summary.exporters.get(exporter, {}).items()):
             test = _test(summary, exporter, case_id, outcome, on, run_id)

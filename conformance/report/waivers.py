@@ -38,6 +38,12 @@ def exporter_key(exporter: str, board: str) -> str:
     return f"{exporter}{BOARD_SEP}{board}" if board else exporter
 
 
+def split_exporter_key(key: str) -> tuple[str, str]:
+    """``exporter_key``'s inverse: the exporter, and the board ("" off a farm)."""
+    exporter, _, board = key.partition(BOARD_SEP)
+    return exporter, board
+
+
 class WaiverFileError(SetupError):
     """The waiver file is missing, not JSON, or has a malformed entry."""
 
@@ -58,7 +64,7 @@ class Waiver:
         return (
             case_ok
             and any(fnmatch.fnmatchcase(name, self.exporter)
-                    for name in (exporter, exporter.split(BOARD_SEP, 1)[0]))
+                    for name in (exporter, split_exporter_key(exporter)[0]))
             and fnmatch.fnmatchcase(kernel, self.kernel)
         )
 

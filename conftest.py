@@ -16,4 +16,4 @@ if Path(fixtures.__file__).resolve().parent != Path(__file__).resolve().parent /
     )
 
 pytest_plugins = ["fixtures.plugin", "fixtures.labgrid", "fixtures.reporting",
-                  "fixtures.progress", "fixtures.generated"]
+                  "fixtures.progress", "fixtures.generated", "fixtures.timing"]

@@ -24,18 +24,25 @@ from typing import Any, Callable, Optional, Protocol
 from conformance.errors import GuestError
 from conformance.guest import protocol
 from conformance.qemu.console import ConsoleLog, parse_console
-from conformance.records import KernelHealth, TargetInfo
+from conformance.records import DeviceSpec, ExporterInfo, KernelHealth, TargetInfo
 from conformance.targets.base import AGENT_EXTRA_OPERATIONS, OPERATIONS, Target
 
 DEFAULT_OP_TIMEOUT = 30.0
 DEFAULT_READY_TIMEOUT = 120.0  # TCG on a loaded 2-core machine, or a board rebooting
 
-# Every operation the agent's LocalTarget answers as it is.  info and health are asked
-# of the agent too, then completed here with what only this side knows (the link, the
-# console), so they are written out below.
+# Every operation the agent's LocalTarget answers as it is.  info, health and end_case
+# are asked of the agent too, then completed here with what only this side knows (the
+# link, the console); exporters, devices and close_all are asked only when the answer
+# can have changed.  So they are written out below.
+WRITTEN_OUT: tuple[str, ...] = ("info", "health", "end_case", "exporters", "devices",
+                                "close_all")
 FORWARDED: tuple[str, ...] = tuple(
-    op for op in OPERATIONS + AGENT_EXTRA_OPERATIONS if op not in ("info", "health")
+    op for op in OPERATIONS + AGENT_EXTRA_OPERATIONS if op not in WRITTEN_OUT
 )
+# What the agent serves besides the target's operations and that may change what the
+# target offers: a module loaded or unloaded (the probe's devices), a program run
+# (insmod, rmmod).  The answers asked once are asked again after one of them.
+CHANGES_THE_TARGET: frozenset[str] = frozenset(("load_module", "unload_module", "exec"))
 
 # An operation whose work grows with its input: its own timeout, from the arguments.
 _TIMEOUTS: dict[str, Callable[[float, tuple[Any, ...]], float]] = {
@@ -107,6 +114,13 @@ class AgentTarget(Target):
         self.ready_timeout = ready_timeout
         self._health_mark = 0
         self._info: Optional[TargetInfo] = None
+        # Answers that stay the same while the agent runs and its modules do not change
+        # (the exporters, the probe's devices): the plugin asks them for every case.
+        self._asked: dict[str, Any] = {}
+        # Requests sent, and their count when the agent last released everything: while
+        # the two are equal the agent holds nothing, so close_all needs no request.
+        self._requests = 0
+        self._settled_at = 0
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -119,7 +133,12 @@ class AgentTarget(Target):
         self.link.restart(self.ready_timeout)
         # Complaints from before the loss were reported with the case that lost the link.
         self._health_mark = self.link.console.mark()
+        self._forget_answers()
+        self._settled_at = self._requests  # a new agent holds nothing
+
+    def _forget_answers(self) -> None:
         self._info = None
+        self._asked.clear()
 
     def stop(self) -> None:
         self.link.cleanup()
@@ -131,6 +150,9 @@ class AgentTarget(Target):
         return self.link.console.mark()
 
     def call(self, op: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
+        self._requests += 1
+        if op in CHANGES_THE_TARGET:
+            self._forget_answers()
         msg = self.link.call_raw(op, args, kwargs, timeout or self.op_timeout)
         if "error" in msg:
             raise protocol.decode_error(msg["error"])
@@ -150,9 +172,34 @@ class AgentTarget(Target):
             self._info = dataclasses.replace(info, target=self.name, extra=extra)
         return self._info
 
+    def exporters(self) -> list[ExporterInfo]:
+        return list(self._ask_once("exporters"))
+
+    def devices(self) -> list[DeviceSpec]:
+        return list(self._ask_once("devices"))
+
+    def _ask_once(self, op: str) -> Any:
+        if op not in self._asked or not self.link.alive():
+            self._asked[op] = self.call(op)
+        return self._asked[op]
+
+    def close_all(self) -> None:
+        if self._settled_at == self._requests:
+            return  # nothing reached the agent since it released everything
+        self.call("close_all")
+        self._settled_at = self._requests
+
     def health(self) -> KernelHealth:
         """The agent's view (DMA-API error count, its kmsg reading) plus the console's."""
-        agent: KernelHealth = self.call("health")
+        return self._with_console(self.call("health"))
+
+    def end_case(self) -> KernelHealth:
+        """``close_all`` and ``health`` in one request, completed with the console's view."""
+        agent: KernelHealth = self.call("end_case")
+        self._settled_at = self._requests
+        return self._with_console(agent)
+
+    def _with_console(self, agent: KernelHealth) -> KernelHealth:
         if not self.link.health_from_console:
             return agent
         mark = self.link.console.mark()

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterator, Optional
 
 import pytest
 
 from conformance.report.html import generate_html
+from tests.headless_chromium import Chromium, Page, showing
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTEFACTS = Path("/tmp/report-artefacts")
+FAULTY = "model:faulty-first-map-no-clean"
+MODEL_TEST = "test_failing_case_page_shows_divergence_and_attachments"
 
 pytestmark = [
     pytest.mark.skipif(
@@ -37,40 +41,20 @@ pytestmark = [
 ]
 
 
-def chromium(url: str, *args: str) -> str:
-    # The report embeds an analytics tag: resolving no host keeps an offline CI from waiting on it.
-    cmd = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-           "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=15000", *args, url]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    return proc.stdout
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Chromium]:
+    """One headless Chromium for every check of the module."""
+    chromium = Chromium()
+    try:
+        yield chromium
+    finally:
+        chromium.close()
 
 
-def page_text(url: str) -> str:
-    dom = chromium(url, "--dump-dom")
-    dom = re.sub(r"(?s)<(script|style)[^>]*>.*?</\1>", " ", dom)
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
-
-
-def page_showing(url: str, wanted: list[str], tries: int = 3) -> str:
-    """The page's text once it shows every wanted string, or its last text.
-
-    The report loads its data asynchronously inside Chromium's virtual-time
-    budget; on a loaded CI machine one load can end in the report's own
-    "Failed to fetch" state.  A report that is really missing a string misses
-    it on every load.
-    """
-    text = ""
-    for _ in range(tries):
-        text = page_text(url)
-        if all(w in text for w in wanted):
-            break
-    return text
-
-
-def screenshot(url: str, name: str) -> Path:
+def screenshot(page: Page, name: str) -> Path:
     out = ROOT / "reports" / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    chromium(url, f"--screenshot={out}", "--window-size=1400,1100")
+    page.screenshot(out)
     assert out.is_file() and out.stat().st_size > 10_000, f"no screenshot written to {out}"
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(out, ARTEFACTS / name)
@@ -96,50 +80,89 @@ def report_id(html: Path, result: dict) -> str:
     raise AssertionError(f"{result['name']} not in {html.parent / 'test-results.json'}")
 
 
-def check_report(html: Path, results: Path, exporters: list[str], shot: str) -> None:
+def check_report(
+    browser: Chromium, html: Path, results: Path, exporters: list[str], shot: str
+) -> None:
+    """The front page and a failing case's page opened from their links, and its attachments tab.
+
+    Each report is opened in a tab of its own browser context; the screenshots
+    are taken of the pages just checked.
+    """
+    with browser.new_page(width=1400, height=1100) as page:
+        check_pages(page, html, results, exporters, shot)
+
+
+def check_pages(page: Page, html: Path, results: Path, exporters: list[str], shot: str) -> None:
     url = html.resolve().as_uri()
-    overview = page_showing(url, exporters)
+    overview = showing(page, url, exporters)
     for exporter in exporters:
         assert exporter in overview, f"exporter {exporter} not on the report's front page"
+    screenshot(page, shot.replace(".png", "-overview.png"))
     failing = failing_result(results)
     case_url = f"{url}#{report_id(html, failing)}"
-    case_page = page_showing(case_url, ["diverged from"])
+    case_page = showing(page, case_url, ["diverged from"])
     assert "diverged from" in case_page or "Error" in case_page
+    screenshot(page, shot)
     names = [a["name"] for a in failing["attachments"]]
-    attachments = page_showing(case_url + "/attachments", names)
+    # The tab as a user opens it from the case page: the report's own navigation, no new load.
+    attachments = showing(page, case_url + "/attachments", names, fresh=False)
     for name in names:
         assert name in attachments, f"attachment {name!r} not shown on {case_url}/attachments"
-    screenshot(url, shot.replace(".png", "-overview.png"))
-    screenshot(case_url, shot)
 
 
-def test_failing_case_page_shows_divergence_and_attachments(tmp_path):
-    results, html = tmp_path / "allure-results", tmp_path / "html"
-    faulty = "model:faulty-first-map-no-clean"
+def model_run(out: Path) -> tuple[subprocess.CompletedProcess, Optional[Path]]:
+    """A run of one faulty model exporter and the reference, and its HTML report."""
+    results, html = out / "allure-results", out / "html"
     cmd = [sys.executable, "-m", "pytest", "cases", "--target=model", "-m", "attach_order_cmo",
-           f"--exporter={faulty}", "--exporter=model:reference", f"--alluredir={results}",
-           f"--reports-dir={tmp_path}", "-p", "no:cacheprovider", "-q"]
+           f"--exporter={FAULTY}", "--exporter=model:reference", f"--alluredir={results}",
+           f"--reports-dir={out}", "-p", "no:cacheprovider", "-q"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 1, proc.stdout[-3000:]
-    env = (results / "environment.properties").read_text()
-    assert f"exporters_tested={faulty}, model:reference" in env and "kernel=" in env
-    failing = failing_result(results)
-    labels = {lab["name"]: lab["value"] for lab in failing["labels"]}
-    assert labels["epic"] == faulty and labels["feature"] == "attach_order_cmo"
-    assert labels["story"].startswith("CMO-") and labels["severity"] == "critical"
-    assert any("lore.kernel.org" in link["url"] for link in failing["links"])
-    assert any(s["status"] == "failed" and "→" in s["name"] for s in failing["steps"])
-    assert "comparison with the reference model" in [a["name"] for a in failing["attachments"]]
-    index = generate_html(results, html)
-    check_report(index, results, [faulty, "model:reference"], "report-failing-case.png")
+    if proc.returncode != 1:
+        return proc, None
+    return proc, generate_html(results, html)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def model_report(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Optional[Future]]:
+    """``model_run`` in the background from the module's start, when its test is to run.
+
+    It overlaps the browser's start and the check of the run's own report.
+    """
+    if not any(item.name == MODEL_TEST for item in request.session.items):
+        yield None
+        return
+    out = tmp_path_factory.mktemp("model-report")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool.submit(model_run, out)
 
 
 @pytest.mark.skipif(
     not os.environ.get("DMABUF_REPORT_HTML"), reason="DMABUF_REPORT_HTML not set (tox -e report)"
 )
-def test_the_runs_own_report():
+def test_the_runs_own_report(browser: Chromium):
     html = Path(os.environ["DMABUF_REPORT_HTML"])
     results = Path(os.environ.get("DMABUF_REPORT_RESULTS", html.parent.parent / "allure-results"))
     summary = json.loads((html.parent.parent / "conformance-summary.json").read_text())
     assert html.is_file(), f"{html} missing: run `tox -e report` after a run with --alluredir"
-    check_report(html, results, sorted(summary["exporters"]), "report-run-failing-case.png")
+    exporters = sorted(summary["exporters"])
+    check_report(browser, html, results, exporters, "report-run-failing-case.png")
+
+
+def test_failing_case_page_shows_divergence_and_attachments(
+    browser: Chromium, model_report: Future
+):
+    proc, index = model_report.result()
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    results = index.parent.parent / "allure-results"
+    env = (results / "environment.properties").read_text()
+    assert f"exporters_tested={FAULTY}, model:reference" in env and "kernel=" in env
+    failing = failing_result(results)
+    labels = {lab["name"]: lab["value"] for lab in failing["labels"]}
+    assert labels["epic"] == FAULTY and labels["feature"] == "attach_order_cmo"
+    assert labels["story"].startswith("CMO-") and labels["severity"] == "critical"
+    assert any("lore.kernel.org" in link["url"] for link in failing["links"])
+    assert any(s["status"] == "failed" and "→" in s["name"] for s in failing["steps"])
+    assert "comparison with the reference model" in [a["name"] for a in failing["attachments"]]
+    check_report(browser, index, results, [FAULTY, "model:reference"], "report-failing-case.png")

@@ -285,6 +285,27 @@ def test_a_log_that_dropped_events_is_an_error_not_a_short_log(guest: QemuTarget
     assert lines[1] == "then: 0"  # read empty: the drop is reported once
 
 
+_CLEARED = r"""
+from conformance.exporters.discovery import discover
+from conformance.probe.client import ProbeClient
+
+buf = {e.name: e for e in discover()}["heap:system"].allocate(4096)
+with ProbeClient() as p:
+    att = p.attach(buf.fd, "coherent")
+    for _ in range(2100):  # a full log that dropped events: many of clear_events' batches
+        p.map(att, 0)
+        p.unmap(att, 0)
+    p.clear_events()
+    print("after clear:", len(p.dma_events("coherent")))
+"""
+
+
+def test_clearing_empties_a_full_log_and_forgets_its_drops(guest: QemuTarget) -> None:
+    r = guest.call("exec", [sys.executable, "-c", _CLEARED])
+    assert r["returncode"] == 0, r["stderr"]  # no EventsDropped after the clear
+    assert r["stdout"].splitlines() == ["after clear: 0"]
+
+
 def test_the_exporter_op_log_shows_what_the_core_shields(guest: QemuTarget) -> None:
     """6.1's dma_buf_vmap counts users: the system heap is asked to vmap once, vunmap once."""
     from conformance.records import EXPORTER_LOG

@@ -35,6 +35,7 @@ BUILD_HINT = (
 
 # Enough for every event the module can hold (3 devices x 4096 slots).
 _EVENT_CAPACITY = 3 * 4096
+_CLEAR_BATCH = 64  # events read per ioctl when the log is only being emptied
 _EXPORTER_PREFIX = "exporter_"
 
 
@@ -267,13 +268,21 @@ class ProbeClient:
         """Empty both logs (drops included), as at the start of a case."""
         if not self.has_event_log:
             return
-        self._read_events(None, True)
+        self._drain(None)
         try:
-            self._read_events(EXPORTER_LOG, True)
+            self._drain(EXPORTER_LOG)
         except NotAvailableOnTarget:
             pass  # no exporter-op log: nothing to clear
 
-    def _read_events(self, device: str | None, clear: bool) -> tuple[list[Any], int]:
+    def _drain(self, device: str | None) -> None:
+        # Read-and-clear a small batch at a time until the log is empty: after a case it
+        # holds a few events, and a read of the full capacity costs a 384 KiB buffer on
+        # each side (vmalloc'd in the kernel), every case.  A short batch means empty.
+        while len(self._read_events(device, True, _CLEAR_BATCH)[0]) == _CLEAR_BATCH:
+            pass
+
+    def _read_events(self, device: str | None, clear: bool,
+                     capacity: int = _EVENT_CAPACITY) -> tuple[list[Any], int]:
         index = uapi.ALL_DEVICES
         if device == EXPORTER_LOG:
             index = uapi.EXPORTER_LOG
@@ -282,11 +291,11 @@ class ProbeClient:
             if device not in names:
                 raise UnknownDevice(self._unknown(device))
             index = names.index(device)
-        events = (uapi.Event * _EVENT_CAPACITY)()
+        events = (uapi.Event * capacity)()
         q = uapi.Events(
             device=index,
             flags=uapi.EVENTS_CLEAR if clear else 0,
-            count=_EVENT_CAPACITY,
+            count=capacity,
             events=ctypes.addressof(events),
         )
         try:

@@ -32,7 +32,8 @@ done
 
 # linux-source-6.12: a second tree the probe module is built against (tests/test_probe_build.py)
 packages=(qemu-system-x86 linux-source-6.1 linux-source-6.12 gcc make flex bison bc libelf-dev
-          libssl-dev cpio xz-utils kmod linux-libc-dev libdrm-dev)
+          libssl-dev cpio xz-utils lz4 kmod linux-libc-dev libdrm-dev)
+# lz4: the x86_64 bzImage is LZ4-compressed (qemu/config/x86_64-boot.config says why)
 packages+=(dropbear-bin openssh-client)  # the ssh board stand-in (conformance/qemu/ssh_standin.py)
 if [ $arm64 -eq 1 ]; then
     packages+=(gcc-aarch64-linux-gnu qemu-system-arm mmdebstrap)

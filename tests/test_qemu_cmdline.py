@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conformance.errors import SetupError
-from conformance.qemu.boot import Guest, GuestConfig
+from conformance.qemu.boot import INIT_SCRIPT, Guest, GuestConfig
 from conformance.qemu.kernel import KernelBuild
 
 
@@ -34,6 +34,9 @@ def test_command_line_has_the_decided_shape(tmp_path: Path) -> None:
                  "dmabuf_conformance.probe=/r/qemu/probe/dmabuf_probe.ko"):
         assert want in cmdline
     assert not any(a.startswith("root=/dev/") for a in cmdline)
+    # The interpreter is PID 1 and runs qemu/guest/init (the kernel passes what follows `--`).
+    assert f"init={g.config.python}" in cmdline
+    assert cmdline[cmdline.index("--"):] == ["--", "-S", "-u", "-B", str(INIT_SCRIPT)]
 
 
 def test_shell_mode_uses_the_terminal(tmp_path: Path) -> None:

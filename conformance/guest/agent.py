@@ -14,12 +14,8 @@ operations and nothing else: no port is opened, no code is taken from the wire.
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import inspect
 import os
-import platform
-import subprocess
 import sys
 import threading
 import time
@@ -39,10 +35,17 @@ def _log(msg: str) -> None:
 
 
 def _direction_params(op: str) -> dict[int, str]:
-    """Positions and names of ``Direction`` parameters of ``Target.<op>``."""
-    sig = inspect.signature(getattr(Target, op))
-    params = [p for p in sig.parameters.values() if p.name != "self"]
-    return {i: p.name for i, p in enumerate(params) if p.annotation in ("Direction", Direction)}
+    """Positions and names of ``Direction`` parameters of ``Target.<op>``.
+
+    Read from the code object, not with ``inspect``: importing inspect (ast, dis,
+    tokenize) is a noticeable part of a guest's start under TCG.
+    """
+    fn = getattr(Target, op)
+    code = fn.__code__
+    params = code.co_varnames[1:code.co_argcount]  # without self
+    notes = fn.__annotations__
+    return {i: name for i, name in enumerate(params)
+            if notes.get(name) in ("Direction", Direction)}
 
 
 class Agent:
@@ -135,6 +138,8 @@ def crash(kind: str = "panic") -> None:
 
 def run_command(argv: list[str], timeout: float = 60.0) -> dict[str, Any]:
     """Test/bench-only: run a program in the guest (e.g. the C comparison loop)."""
+    import subprocess  # only here: the agent's start does without it
+
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     return {"returncode": r.returncode, "stdout": r.stdout, "stderr": r.stderr}
 
@@ -272,7 +277,47 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+def start_agent(factory_spec: str = DEFAULT_FACTORY, *,
+                make_target: bool = True) -> tuple[Agent, dict[str, Any]]:
+    """The agent and its ready message; a target that cannot be made is its setup error."""
+    started = time.monotonic()
+    setup_error: Optional[BaseException] = None
+    factory: Optional[Callable[[], Target]] = None
+    try:
+        factory = load_factory(factory_spec)
+    except Exception as exc:  # noqa: BLE001 - reported to the host on every call
+        setup_error = exc
+        _log(f"cannot load the target {factory_spec}: {type(exc).__name__}: {exc}")
+    agent = Agent(None, setup_error, factory)
+    if make_target:
+        # In a guest the target is made now, so a broken one shows in the ready line.
+        agent.target  # noqa: B018
+    uname = os.uname()
+    ready = {
+        "pid": os.getpid(),
+        "python": sys.version.split()[0],
+        "kernel": uname.release,
+        "machine": uname.machine,
+        "factory": factory_spec,
+        "setup_error": None if agent.setup_error is None
+        else f"{type(agent.setup_error).__name__}: {agent.setup_error}",
+        "startup_s": round(time.monotonic() - started, 3),
+    }
+    return agent, ready
+
+
+def serve_guest(factory_spec: str = DEFAULT_FACTORY, port: Optional[str] = None) -> int:
+    """A QEMU guest's agent: serve the virtio-serial port until the guest is stopped."""
+    agent, ready = start_agent(factory_spec)
+    port = port or find_port()
+    _log(f"ready on {port} ({ready['startup_s']} s to create the target)")
+    serve(port, agent, ready)
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    import argparse  # a guest's PID 1 calls serve_guest and does without it
+
     ap = argparse.ArgumentParser(prog="python3 -m conformance.guest.agent")
     ap.add_argument("--port", default=None, help="default: the virtio port named "
                     f"{protocol.PORT_NAME!r}")
@@ -283,41 +328,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--target-factory", default=DEFAULT_FACTORY,
                     help="module:callable that returns the Target to serve")
     args = ap.parse_args(argv)
-    started = time.monotonic()
-    setup_error: Optional[BaseException] = None
-    factory: Optional[Callable[[], Target]] = None
-    try:
-        factory = load_factory(args.target_factory)
-    except Exception as exc:  # noqa: BLE001 - reported to the host on every call
-        setup_error = exc
-        _log(f"cannot load the target {args.target_factory}: {type(exc).__name__}: {exc}")
-    agent = Agent(None, setup_error, factory)
     if not args.stdio:
-        # In a guest the target is made now, so a broken one shows in the ready line.
-        agent.target  # noqa: B018
-    ready = {
-        "pid": os.getpid(),
-        "python": sys.version.split()[0],
-        "kernel": platform.release(),
-        "machine": platform.machine(),
-        "factory": args.target_factory,
-        "setup_error": None if agent.setup_error is None
-        else f"{type(agent.setup_error).__name__}: {agent.setup_error}",
-        "startup_s": round(time.monotonic() - started, 3),
-    }
-    if args.stdio:
-        rfd, wfd = stdio_channel()
-        if args.kmsg_console:
-            copy_kmsg_to_stderr()
-        _log(f"ready on stdin/stdout, python {ready['python']}, kernel {ready['kernel']}")
-        try:
-            serve_fds(rfd, wfd, agent, ready)
-        finally:
-            agent.shutdown()
-        return 0
-    port = args.port or find_port()
-    _log(f"ready on {port} ({ready['startup_s']} s to create the target)")
-    serve(port, agent, ready)
+        return serve_guest(args.target_factory, args.port)
+    # A board: the probe is pushed after the start, so the target is made at first use.
+    agent, ready = start_agent(args.target_factory, make_target=False)
+    rfd, wfd = stdio_channel()
+    if args.kmsg_console:
+        copy_kmsg_to_stderr()
+    _log(f"ready on stdin/stdout, python {ready['python']}, kernel {ready['kernel']}")
+    try:
+        serve_fds(rfd, wfd, agent, ready)
+    finally:
+        agent.shutdown()
     return 0
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 from typing import Any, Dict, List
 
 from conformance.errors import SetupError
@@ -52,7 +51,7 @@ def _syscall(number: int, *args: Any) -> int:
 
 
 def _numbers() -> tuple:
-    machine = platform.machine()
+    machine = os.uname().machine
     if machine not in _SYSCALLS:
         raise SetupError(f"the agent knows no init_module syscall number for {machine}: "
                          "load the probe on the board yourself (insmod) and omit --probe-ko")

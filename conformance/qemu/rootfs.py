@@ -15,10 +15,10 @@ root holds no copy of the repository: the guest mounts the host's ``/`` at
 suite, architecture, packages and this module's own layout) and stays cached
 while the code changes, next to the kernels under ``cache_root()/root/``.
 
-PID 1 is :data:`HOST_INIT`, a few lines that mount the host share and exec the
-init named after ``--`` on the kernel command line (the kernel passes what
-follows ``--`` to init as its arguments); from there on the guest runs the
-same ``qemu/guest/init`` as the x86_64 guest.
+PID 1 is :data:`HOST_INIT`, a few lines that mount the host share and exec
+what follows ``--`` on the kernel command line (the kernel passes it to init as
+its arguments): the root's python3 running the host's ``qemu/guest/init``, as
+the x86_64 guest runs it as init directly.
 
 CLI: ``python -m conformance.qemu.rootfs build [--arch aarch64]`` prints the root's path.
 """
@@ -61,7 +61,7 @@ APPLETS: tuple[str, ...] = (
     "free", "hostname", "ip", "mknod", "stat", "sync", "wc", "xargs", "touch", "readlink",
     "hexdump", "od", "cut", "sort", "date", "chmod", "find", "poweroff", "reboot", "vi", "less",
 )
-# PID 1: make the host's / visible at /host, then run the init given after `--`.
+# PID 1: make the host's / visible at /host, then run the command given after `--`.
 # On failure it says why and powers off (panic=-1 and -no-reboot end QEMU) rather than hang.
 HOST_INIT = f"""#!/bin/busybox sh
 # PID 1 of a guest with its own Debian root (conformance/qemu/rootfs.py): the repository,
@@ -71,11 +71,11 @@ if ! /bin/busybox mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cach
     echo "[init] cannot mount the host's / (9p tag {HOST_TAG}) at {HOST_MOUNT}"
     exec /bin/busybox reboot -f
 fi
-if [ -z "$1" ] || [ ! -e "{HOST_MOUNT}$1" ]; then
-    echo "[init] no init to run: give its host path after -- on the kernel command line"
+if [ -z "$1" ] || [ ! -e "$1" ]; then
+    echo "[init] no init to run: give it and its arguments after -- on the kernel command line"
     exec /bin/busybox reboot -f
 fi
-exec "{HOST_MOUNT}$1"
+exec "$@"
 """
 # Bump when the layout made here changes in a way the text above does not show.
 LAYOUT_VERSION = "2"  # 2: the standard library byte-compiled (_compile_stdlib)

@@ -236,8 +236,10 @@ REPORT_READY = "window.allureReportDataReady"
 
 
 def showing(page: Page, url: str, wanted: Sequence[str], fresh: bool = True, loads: int = 3,
-            timeout: float = 120.0, settle: float = 10.0) -> str:
+            timeout: float = 120.0, settle: float = 10.0, any_of: Sequence[str] = ()) -> str:
     """``url``'s text once it shows every wanted string, or its last text after ``loads`` loads.
+
+    ``any_of``: also at least one of these (a page that may show either).
 
     ``fresh``: ``url`` is loaded as a new document, as when a user opens the link;
     otherwise only the page's fragment changes (the report's own navigation, as a
@@ -253,14 +255,16 @@ def showing(page: Page, url: str, wanted: Sequence[str], fresh: bool = True, loa
         page.load(url)
     else:
         page.call("Page.navigate", {"url": url})
+    def shows(t: str) -> bool:
+        return all(w in t for w in wanted) and (not any_of or any(a in t for a in any_of))
+
     text = ""
     for attempt in range(loads):
         if attempt:
             page.reload()
         last = attempt == loads - 1
-        text = page.wait_for_text(
-            lambda t: all(w in t for w in wanted) or "Failed to fetch" in t, timeout,
-            settle=None if last else settle, ready=REPORT_READY)
-        if all(w in text for w in wanted):
+        text = page.wait_for_text(lambda t: shows(t) or "Failed to fetch" in t, timeout,
+                                  settle=None if last else settle, ready=REPORT_READY)
+        if shows(text):
             break
     return text

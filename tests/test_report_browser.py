@@ -17,7 +17,7 @@ import subprocess
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import pytest
 
@@ -81,7 +81,8 @@ def report_id(html: Path, result: dict) -> str:
 
 
 def check_report(
-    browser: Chromium, html: Path, results: Path, exporters: list[str], shot: str
+    browser: Chromium, html: Path, results: Path, exporters: list[str], shot: str,
+    case_text: Sequence[str] = ("diverged from", "Error"),
 ) -> None:
     """The front page and a failing case's page opened from their links, and its attachments tab.
 
@@ -89,10 +90,11 @@ def check_report(
     are taken of the pages just checked.
     """
     with browser.new_page(width=1400, height=1100) as page:
-        check_pages(page, html, results, exporters, shot)
+        check_pages(page, html, results, exporters, shot, case_text)
 
 
-def check_pages(page: Page, html: Path, results: Path, exporters: list[str], shot: str) -> None:
+def check_pages(page: Page, html: Path, results: Path, exporters: list[str], shot: str,
+                case_text: Sequence[str] = ("diverged from", "Error")) -> None:
     url = html.resolve().as_uri()
     overview = showing(page, url, exporters)
     for exporter in exporters:
@@ -100,8 +102,10 @@ def check_pages(page: Page, html: Path, results: Path, exporters: list[str], sho
     screenshot(page, shot.replace(".png", "-overview.png"))
     failing = failing_result(results)
     case_url = f"{url}#{report_id(html, failing)}"
-    case_page = showing(page, case_url, ["diverged from"])
-    assert "diverged from" in case_page or "Error" in case_page
+    # The model run's failing case is a divergence; a real kernel's may fail its own
+    # assertion instead, and waiting for "diverged from" there cost minutes of reloads.
+    case_page = showing(page, case_url, [], any_of=case_text)
+    assert any(t in case_page for t in case_text), (case_text, case_page[-2000:])
     screenshot(page, shot)
     names = [a["name"] for a in failing["attachments"]]
     # The tab as a user opens it from the case page: the report's own navigation, no new load.
@@ -165,4 +169,5 @@ def test_failing_case_page_shows_divergence_and_attachments(
     assert any("lore.kernel.org" in link["url"] for link in failing["links"])
     assert any(s["status"] == "failed" and "→" in s["name"] for s in failing["steps"])
     assert "comparison with the reference model" in [a["name"] for a in failing["attachments"]]
-    check_report(browser, index, results, [FAULTY, "model:reference"], "report-failing-case.png")
+    check_report(browser, index, results, [FAULTY, "model:reference"], "report-failing-case.png",
+                 case_text=("diverged from",))

@@ -176,7 +176,10 @@ def _timed(argv: Sequence[str]) -> tuple[float, subprocess.CompletedProcess[str]
 
 
 def _last_line(r: subprocess.CompletedProcess[str]) -> str:
-    return ((r.stdout + r.stderr).strip().splitlines() or ["?"])[-1][:70]
+    """pytest's outcome line if there is one (warnings may follow it), else the last line."""
+    lines = r.stdout.strip().splitlines() or r.stderr.strip().splitlines() or ["?"]
+    outcome = [line for line in lines if " in " in line and ("passed" in line or "failed" in line)]
+    return (outcome or lines)[-1][:90]
 
 
 def bench_scaling(workers: Sequence[int]) -> None:

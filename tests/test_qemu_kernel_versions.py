@@ -52,8 +52,9 @@ def test_staging_ion_is_requested_on_5_10_only() -> None:
     assert ION_OPTIONS <= set(_requested((5, 10)))
     for later in ((5, 11), (6, 1), (6, 12)):
         assert not ION_OPTIONS & set(_requested(later))
-    # 6.1 keeps exactly the fragment (and so the cache key) it always had.
-    assert fragments_for((6, 1)) == fragments_for((6, 12)) == [DEFAULT_FRAGMENT]
+    # 6.1 and 6.12 get the same fragments: the main one and x86_64's boot options.
+    assert fragments_for((6, 1)) == fragments_for((6, 12)) == [
+        DEFAULT_FRAGMENT, DEFAULT_FRAGMENT.parent / "x86_64-boot.config"]
 
 
 def test_the_block_layer_is_requested_where_9p_root_needs_it() -> None:

@@ -32,3 +32,24 @@ def test_the_init_script_is_python_that_imports_without_site() -> None:
                         "import conformance.guest.pid1, conformance.guest.agent",
                         str(INIT_SCRIPT.parents[2])], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+# Modules the guest agent's start must not import (issue 14): each is executed by an
+# emulated CPU at every boot, and none is needed to serve.  typing: the annotations are
+# strings (`from __future__ import annotations`); ctypes.util: its find_library pulls in
+# subprocess, shutil and tempfile (0.4 s of a TCG boot); traceback, signal, platform:
+# wanted only on error paths or replaced by os.uname().
+NOT_ON_THE_START_PATH = ("typing", "ctypes.util", "subprocess", "shutil", "tempfile",
+                         "traceback", "signal", "platform", "argparse")
+
+
+def test_the_agent_starts_without_the_heavy_modules() -> None:
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from conformance.guest import pid1, agent; agent.start_agent(); "
+            "print(' '.join(sorted(sys.modules)))")
+    r = subprocess.run([sys.executable, "-S", "-B", "-c", code, str(INIT_SCRIPT.parents[2])],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    loaded = set(r.stdout.split())
+    assert "conformance.targets.local" in loaded  # the agent made its target
+    assert not loaded & set(NOT_ON_THE_START_PATH), sorted(loaded & set(NOT_ON_THE_START_PATH))

@@ -7,7 +7,6 @@ import errno
 import faulthandler
 import os
 import select
-import signal
 import struct
 from dataclasses import dataclass
 
@@ -89,7 +88,7 @@ class Mapping:
                 os._exit(0)
         _, status = os.waitpid(pid, 0)
         if os.WIFSIGNALED(status):
-            sig = signal.Signals(os.WTERMSIG(status)).name
+            sig = libc.signal_name(os.WTERMSIG(status))
             raise kernel_error(
                 errno.EFAULT, op, {"offset": offset, "length": length, "signal": sig}
             )

@@ -19,11 +19,14 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Callable, Optional
 
 from conformance.guest import modules, protocol
 from conformance.records import Direction
 from conformance.targets.base import AGENT_EXTRA_OPERATIONS, OPERATIONS, Target
+
+TYPE_CHECKING = False  # typing is not imported: this module is on the guest agent's start path
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional
 
 DEFAULT_FACTORY = "conformance.targets.local:LocalTarget"
 SERVED = frozenset(OPERATIONS + AGENT_EXTRA_OPERATIONS)

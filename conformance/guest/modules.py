@@ -12,9 +12,12 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from typing import Any, Dict, List
 
 from conformance.errors import SetupError
+
+TYPE_CHECKING = False  # typing is not imported: this module is on the guest agent's start path
+if TYPE_CHECKING:
+    from typing import Any, Dict, List
 
 # init_module, delete_module: x86_64 has its own table; arm64 and riscv64 use the
 # generic one (include/uapi/asm-generic/unistd.h); 32-bit arm has its own.

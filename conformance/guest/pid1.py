@@ -27,7 +27,10 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-from typing import Dict, List, Optional
+
+TYPE_CHECKING = False  # typing is not imported: this module is on the guest agent's start path
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SETTING_PREFIX = "dmabuf_conformance."

@@ -17,8 +17,6 @@ from __future__ import annotations
 import base64
 import enum
 import json
-import traceback
-from typing import Any, Callable
 
 from conformance import errors
 from conformance.records import (
@@ -29,6 +27,10 @@ from conformance.records import (
     SgSegment,
     TargetInfo,
 )
+
+TYPE_CHECKING = False  # typing is not imported: this module is on the guest agent's start path
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 PORT_NAME = "conformance"  # virtserialport name=; the guest sees /dev/virtio-ports/<name>
 READY_ID = 0
@@ -133,6 +135,8 @@ def encode_error(exc: BaseException) -> dict[str, Any]:
         return {"kind": "kernel", "errno": exc.errno, "op": exc.op, "arg": arg}
     if isinstance(exc, errors.SetupError):
         return {"kind": "setup", "class": type(exc).__name__, "message": str(exc)}
+    import traceback  # only for an agent's own bug: not worth its import at every start
+
     return {"kind": "internal", "class": type(exc).__name__, "message": str(exc),
             "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
 

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 
 from conformance.errors import SetupError
 from conformance.qemu.arch import get_arch
-from conformance.qemu.boot import GuestConfig
+from conformance.qemu.boot import DEFAULT_MEMORY_MB, GuestConfig
 from conformance.qemu.kernel import REPO_ROOT, KernelBuild, _FileLock
 from conformance.qemu.rootfs import ensure_root
 
@@ -103,6 +103,7 @@ def suite_guest_config(
     probe_modules: Optional[Sequence[Path]] = None,
     console_path: Optional[Path] = None,
     name: str = "guest",
+    memory_mb: int = DEFAULT_MEMORY_MB,
 ) -> GuestConfig:
     """The run's guest: suite kernel arguments, the probe built for ``build``.
 
@@ -117,7 +118,7 @@ def suite_guest_config(
     # A guest that cannot run the host's binaries boots its own Debian root.
     root = ensure_root(spec.name) if spec.name != platform.machine() else None
     return GuestConfig(
-        kernel=build, arch=spec.name, probe_modules=tuple(probes),
+        kernel=build, arch=spec.name, memory_mb=memory_mb, probe_modules=tuple(probes),
         extra_cmdline=(*SUITE_CMDLINES.get(spec.name, ()), *extra_append),
         console_path=console_path, name=name, root=root,
         python=root.python if root is not None else sys.executable,

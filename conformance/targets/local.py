@@ -15,15 +15,12 @@ attachment, vmap or kmap handle answers EINVAL.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import faulthandler
 import mmap
 import os
 import re
-import signal
 from dataclasses import dataclass, field
-from typing import Any
 
 from conformance.errors import (
     KernelError,
@@ -41,6 +38,7 @@ from conformance.exporters.discovery import (
     why_none_found,
 )
 from conformance.exporters.dmabuf import DmaBuf, Mapping
+from conformance.exporters.libc import signal_name
 from conformance.exporters.udmabuf import ListItem, UdmabufExporter
 from conformance.exporters.vgem import VgemExporter
 from conformance.records import (
@@ -54,6 +52,11 @@ from conformance.records import (
     TargetInfo,
 )
 from conformance.targets.base import DEFAULT_FD_FLAGS, Target
+from conformance.uapi.libc import load_libc
+
+TYPE_CHECKING = False  # typing is not imported: this module is on the guest agent's start path
+if TYPE_CHECKING:
+    from typing import Any
 
 PROBE_PATH = "/dev/dmabuf_probe"
 PROBE_HINT = (
@@ -732,7 +735,7 @@ class LocalTarget(Target):
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
         if os.WIFSIGNALED(status):
-            name = signal.Signals(os.WTERMSIG(status)).name
+            name = signal_name(os.WTERMSIG(status))
             after = _oom_kills()
             # the kernel log names the victim ("Out of memory: Killed process <pid>")
             self._kmsg_pending += self._kmsg.read_new()
@@ -802,7 +805,7 @@ class LocalTarget(Target):
         if os.path.ismount(self.debugfs) or self.debugfs != DEBUGFS:
             # mounted, but no dma_buf dir, or a stand-in tree (tests): reading will explain
             return
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = load_libc()
         if libc.mount(b"debugfs", self.debugfs.encode(), b"debugfs", 0, None) != 0:
             err = ctypes.get_errno()
             raise NotAvailableOnTarget(
@@ -916,7 +919,7 @@ def _in_child(op: str, action: Any) -> None:
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        raise kernel_error(errno.EFAULT, op, f"the child was killed by {signal.Signals(sig).name}")
+        raise kernel_error(errno.EFAULT, op, f"the child was killed by {signal_name(sig)}")
     if os.WEXITSTATUS(status) != 0:
         raise kernel_error(errno.EFAULT, op, "the child's write failed")
 

@@ -10,9 +10,14 @@ machine name, so a new arch is one table row.
 from __future__ import annotations
 
 import ctypes
-import platform
+import os
 from dataclasses import dataclass
-from typing import Union
+
+TYPE_CHECKING = False  # typing is not imported: this module is on the guest agent's start path
+if TYPE_CHECKING:
+    from typing import Union
+
+    SizeSpec = Union[int, type]  # a byte count or a ctypes type
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,7 @@ def layout_for(machine: str) -> IocLayout:
     return GENERIC
 
 
-LAYOUT = layout_for(platform.machine())
-
-SizeSpec = Union[int, type]  # a byte count or a ctypes type
+LAYOUT = layout_for(os.uname().machine)
 
 
 def sizeof(spec: SizeSpec) -> int:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import fcntl
-from typing import Union
 
 from conformance.errors import kernel_error
 from conformance.uapi.ioc import decode
+from conformance.uapi.libc import load_libc
 from conformance.uapi.requests import Request
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+TYPE_CHECKING = False  # typing is not imported: this module is on the guest agent's start path
+if TYPE_CHECKING:
+    from typing import Union
+
+    Arg = Union[int, bytes, bytearray, ctypes.Structure, ctypes.Array]
+
+_libc = load_libc()
 # ioctl(int, unsigned long, ...): argtypes only for the fixed part; the variadic
 # argument is passed as a pointer-sized value on every Linux ABI we run on.
 _libc_ioctl = _libc.ioctl
@@ -24,8 +29,6 @@ _FCNTL_FD_MAX = 0x7FFFFFFF
 # Measured in a TCG guest: fcntl.ioctl on a buffer is the cheapest call Python
 # has (no ctypes argument conversion), see bench/bench_bindings.py.
 _fcntl_ioctl = fcntl.ioctl
-
-Arg = Union[int, bytes, bytearray, ctypes.Structure, ctypes.Array]
 
 
 def request_name(request: int) -> str:

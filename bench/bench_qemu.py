@@ -268,6 +268,18 @@ def _load() -> str:
     return f"{one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
 
 
+def _host_speed() -> str:
+    """A fixed piece of interpreted work: TCG and Python both scale with the host's speed."""
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        best = min(best, time.perf_counter() - t0)
+    return f"{best * 1e3:.0f} ms"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(PARTS),
@@ -294,6 +306,9 @@ def main() -> int:
     except ValueError:
         ap.error(f"--scaling wants numbers of guests like 1,2,4, not {args.scaling!r}")
     _row("load average at the start", _load())
+    # A shared host's speed drifts by tens of percent within an hour at a load near 0, and
+    # every figure below drifts with it: compare runs of similar host speed.
+    _row("host speed: 2e6 Python additions (best of 3)", _host_speed())
     if args.cold_build:
         bench_cold_build()
     if "boot" in parts:

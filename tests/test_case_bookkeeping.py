@@ -12,10 +12,6 @@ counted; the agent at its other end is the real one, serving the model.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +23,7 @@ from conformance.qemu.console import ConsoleLog
 from conformance.records import KernelHealth
 from conformance.targets.agent import AgentTarget
 from conformance.targets.model import ModelTarget
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.pytest_output import run_fake_cases
 
 
 class WarnsAtRelease(ModelTarget):
@@ -199,17 +194,9 @@ def test_not_applicable(target, exporter):
 
 
 def test_the_plugin_asks_end_case_once_per_case_and_times_every_item(tmp_path: Path) -> None:
-    (tmp_path / "conftest.py").write_text(CONFTEST)
-    (tmp_path / "cases").mkdir()
-    (tmp_path / "cases" / "test_fake.py").write_text(textwrap.dedent(CASES))
     timing = tmp_path / "timing.jsonl"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "cases", "-p", "no:cacheprovider", "-q",
-         "--target=local", "--exporter=model:reference", f"--timing-file={timing}",
-         f"--reports-dir={tmp_path / 'reports'}"],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = run_fake_cases(tmp_path, CONFTEST, CASES, "--target=local",
+                          "--exporter=model:reference", f"--timing-file={timing}")
     assert proc.returncode == 0, proc.stdout[-3000:]
     # health only through end_case: one per case whose body ran, none for the skipped one
     assert json.loads((tmp_path / "asked.json").read_text()) == ["end_case", "health"]

@@ -11,13 +11,9 @@ whose release path warns.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.pytest_output import run_fake_cases
 
 CONFTEST = '''
 import fixtures.plugin as plugin
@@ -59,19 +55,31 @@ def test_runs_next(target, exporter):
 
 
 def test_a_release_complaint_fails_the_case_that_made_the_buffer(tmp_path: Path) -> None:
-    (tmp_path / "conftest.py").write_text(CONFTEST)
-    (tmp_path / "cases").mkdir()
-    (tmp_path / "cases" / "test_fake.py").write_text(textwrap.dedent(CASES))
+    proc = run_fake_cases(tmp_path, CONFTEST, CASES, "--target=local",
+                          "--exporter=model:reference")
     reports = tmp_path / "reports"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "cases", "-p", "no:cacheprovider", "-q",
-         "--target=local", "--exporter=model:reference", f"--reports-dir={reports}"],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
     summary = json.loads((reports / "conformance-summary.json").read_text())
     outcomes = summary["exporters"]["model:reference"]
     assert outcomes == {"T-MAKES": "failed", "T-NEXT": "passed"}, proc.stdout[-3000:]
     assert "frees DMA memory with different direction" in (
         summary["messages"]["model:reference"]["T-MAKES"]
     )
+
+
+# On --target=model each case gets a fresh model (fixtures/plugin.py's `target`): the
+# complaints of the case's own model are the ones to read, not the run's.
+FRESH_MODEL_CONFTEST = CONFTEST.replace(
+    "_shared = WarnsAtRelease()\nplugin.make_target = lambda config: _shared",
+    "plugin.make_target = lambda config: WarnsAtRelease()",
+)
+
+
+def test_on_the_model_target_a_case_is_judged_by_its_own_models_complaints(
+    tmp_path: Path,
+) -> None:
+    assert FRESH_MODEL_CONFTEST != CONFTEST
+    proc = run_fake_cases(tmp_path, FRESH_MODEL_CONFTEST, CASES, "--target=model",
+                          "--exporter=model:reference")
+    summary = json.loads((tmp_path / "reports" / "conformance-summary.json").read_text())
+    outcomes = summary["exporters"]["model:reference"]
+    assert outcomes == {"T-MAKES": "failed", "T-NEXT": "passed"}, proc.stdout[-3000:]

@@ -4,6 +4,7 @@
     python bench/bench_qemu.py --scaling 1,2,4 # also the cases on 1, 2 and 4 guests
     python bench/bench_qemu.py --cold-build    # also a cold kernel build (own cache, minutes)
     python bench/bench_qemu.py --only boot     # one part: boot, overhead, job (comma-separated)
+    python bench/bench_qemu.py --only none --ab ../worktree-of-HEAD   # boots, in turn
     python bench/bench_qemu.py --arch aarch64 [--page-size 16k] --only boot   # the arm64 guest
 
 Goals (issue 14): boot to agent ready <= 2.5 s under TCG and >= 4x faster than
@@ -18,6 +19,7 @@ machine's load, printed first and last: measure on an idle machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -35,7 +37,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))  # virtme_ng
 
 from conformance.qemu.arch import get_arch  # noqa: E402
-from conformance.qemu.boot import Guest  # noqa: E402
+from conformance.qemu.boot import Guest, precompile  # noqa: E402
 from conformance.qemu.kernel import cache_root, ensure_kernel  # noqa: E402
 from conformance.qemu.rootfs import ensure_root  # noqa: E402
 from conformance.qemu.suite_guest import suite_guest_config  # noqa: E402
@@ -229,6 +231,36 @@ def bench_warm_job(workers: int = 2) -> None:
 # -- per-case overhead (issue 14): what the suite adds to each case on one guest -------
 
 
+def bench_ab(other: Path, rounds: int, arch: str = "x86_64", page_size: str = "4k") -> None:
+    """Boot this checkout's guest and ``other``'s in turn, same kernel: a shared host's drift
+    hits both alike, so the difference of the medians is the change's."""
+    if not (other / "qemu" / "guest" / "init").is_file():
+        raise SystemExit(f"--ab: {other} is not a checkout of this project "
+                         "(no qemu/guest/init)")
+    build = ensure_kernel(arch=arch, page_size=page_size)
+    base = suite_guest_config(build, arch=arch)
+    variants = {"this checkout": base, str(other): dataclasses.replace(base, repo=other)}
+    boots: dict[str, list[float]] = {k: [] for k in variants}
+    made: dict[str, list[float]] = {k: [] for k in variants}
+    for config in variants.values():
+        precompile(config.repo)
+    for _ in range(rounds):
+        for name, config in variants.items():
+            guest = Guest(config)
+            try:
+                guest.start()
+                info = guest.wait_ready()
+            finally:
+                guest.stop()
+            boots[name].append(guest.last_boot_s)
+            made[name].append(float(info.get("startup_s", 0)))
+    for name in variants:
+        _row(f"A/B boot to ready, {name} (median of {rounds})",
+             f"{statistics.median(boots[name]):.2f} s",
+             f"LocalTarget {statistics.median(made[name]):.2f} s; each: "
+             + ", ".join(f"{t:.2f}" for t in boots[name]))
+
+
 def bench_case_overhead(pytest_args: Sequence[str] = ("--exporter=heap:system",),
                         min_cases: int = 100) -> list[dict[str, Any]]:
     """Median per-case overhead of a ``--target=qemu -n 0`` run (fixtures/timing.py).
@@ -297,7 +329,8 @@ class Steal:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(PARTS),
-                    help=f"the parts to run, comma-separated (default: {','.join(PARTS)})")
+                    help=f"the parts to run, comma-separated (default: {','.join(PARTS)}; "
+                         "none: only --ab, --scaling or --cold-build)")
     ap.add_argument("--scaling", default="", metavar="N,N,...",
                     help="also the cases alone on each number of guests (e.g. 1,2,4)")
     ap.add_argument("--workers", type=int, default=2, help="guests of the warm job (default 2)")
@@ -307,11 +340,15 @@ def main() -> int:
     ap.add_argument("--boots", type=int, default=3)
     ap.add_argument("--pings", type=int, default=300)
     ap.add_argument("--loops", type=int, default=2000)
+    ap.add_argument("--ab", type=Path, default=None, metavar="CHECKOUT",
+                    help="also boot another checkout's guest in turn with this one's "
+                         "(e.g. a `git worktree` of the last commit) and compare")
+    ap.add_argument("--rounds", type=int, default=10, help="boots of each side with --ab")
     ap.add_argument("--arch", default="x86_64", help="guest architecture (x86_64, aarch64)")
     ap.add_argument("--page-size", default="4k", help="4k, or 16k with --arch aarch64")
     args = ap.parse_args()
     parts = {p.strip() for p in args.only.split(",") if p.strip()}
-    unknown = parts - set(PARTS)
+    unknown = parts - set(PARTS) - {"none"}
     if unknown:
         ap.error(f"--only: unknown part(s) {', '.join(sorted(unknown))} "
                  f"(known: {', '.join(PARTS)})")
@@ -338,6 +375,10 @@ def main() -> int:
         part = Steal()
         bench_warm_job(args.workers)
         part.row("job")
+    if args.ab is not None:
+        part = Steal()
+        bench_ab(args.ab.resolve(), args.rounds, args.arch, args.page_size)
+        part.row("A/B")
     if scaling:
         part = Steal()
         bench_scaling(scaling)

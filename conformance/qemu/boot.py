@@ -45,7 +45,9 @@ from conformance.qemu.kernel import REPO_ROOT, KernelBuild, ensure_kernel
 from conformance.qemu.rootfs import HOST_MOUNT, HOST_TAG, INIT_PATH, GuestRoot, _inside
 from conformance.targets.agent import DEFAULT_OP_TIMEOUT, DEFAULT_READY_TIMEOUT  # noqa: F401
 
-INIT_SCRIPT = REPO_ROOT / "qemu" / "guest" / "init"
+# PID 1, inside the GuestConfig's repository (the one whose code the guest runs).
+INIT_IN_REPO = Path("qemu") / "guest" / "init"
+INIT_SCRIPT = REPO_ROOT / INIT_IN_REPO
 # The interpreter's flags as PID 1: no site (the agent is stdlib + the repository, and
 # site's scan of site-packages is many 9p lookups), unbuffered, no bytecode writes
 # (the root is read-only).
@@ -202,7 +204,7 @@ class Guest:
         parts += list(c.extra_cmdline)
         # Last: the kernel hands everything after `--` to init as its arguments.
         parts += ["--", *((c.python,) if c.root is not None else ()), *INIT_ARGS,
-                  c.host_path(INIT_SCRIPT)]
+                  c.host_path(c.repo / INIT_IN_REPO)]
         return " ".join(parts)
 
     def command_line(self, mode: str = "agent") -> list[str]:

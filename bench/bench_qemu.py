@@ -19,6 +19,7 @@ machine's load, printed first and last: measure on an idle machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -30,14 +31,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))  # virtme_ng
 
 from conformance.qemu.arch import get_arch  # noqa: E402
-from conformance.qemu.boot import Guest, precompile  # noqa: E402
+from conformance.qemu.boot import INIT_IN_REPO, Guest, precompile  # noqa: E402
 from conformance.qemu.kernel import cache_root, ensure_kernel  # noqa: E402
 from conformance.qemu.rootfs import ensure_root  # noqa: E402
 from conformance.qemu.suite_guest import suite_guest_config  # noqa: E402
@@ -234,9 +235,8 @@ def bench_warm_job(workers: int = 2) -> None:
 def bench_ab(other: Path, rounds: int, arch: str = "x86_64", page_size: str = "4k") -> None:
     """Boot this checkout's guest and ``other``'s in turn, same kernel: a shared host's drift
     hits both alike, so the difference of the medians is the change's."""
-    if not (other / "qemu" / "guest" / "init").is_file():
-        raise SystemExit(f"--ab: {other} is not a checkout of this project "
-                         "(no qemu/guest/init)")
+    if not (other / INIT_IN_REPO).is_file():
+        raise SystemExit(f"--ab: {other} is not a checkout of this project (no {INIT_IN_REPO})")
     build = ensure_kernel(arch=arch, page_size=page_size)
     base = suite_guest_config(build, arch=arch)
     variants = {"this checkout": base, str(other): dataclasses.replace(base, repo=other)}
@@ -309,21 +309,19 @@ def _cpu_times() -> tuple[int, int]:
     return steal, user + nice + system + irq + softirq + steal
 
 
-class Steal:
-    """Share of the CPU time wanted during a part that the hypervisor gave to others.
+@contextlib.contextmanager
+def stolen(what: str) -> Iterator[None]:
+    """After the block, the share of the CPU time it wanted that the hypervisor gave to others.
 
     A virtual machine's host is shared: the same bench moved from 6 s to 12 s boots
     within one hour at the same load, with half of the CPU time stolen.  Each figure
     is only comparable with figures of similar steal.
     """
-
-    def __init__(self) -> None:
-        self.start = _cpu_times()
-
-    def row(self, what: str) -> None:
-        stolen, wanted = (b - a for a, b in zip(self.start, _cpu_times()))
-        _row(f"  CPU time stolen by the hypervisor ({what})",
-             f"{100 * stolen / wanted:.0f} %" if wanted else "n/a", "of the CPU time wanted")
+    start = _cpu_times()
+    yield
+    steal, wanted = (b - a for a, b in zip(start, _cpu_times()))
+    _row(f"  CPU time stolen by the hypervisor ({what})",
+         f"{100 * steal / wanted:.0f} %" if wanted else "n/a", "of the CPU time wanted")
 
 
 def main() -> int:
@@ -357,34 +355,27 @@ def main() -> int:
     except ValueError:
         ap.error(f"--scaling wants numbers of guests like 1,2,4, not {args.scaling!r}")
     _row("load average at the start", _load())
-    whole = Steal()
-    if args.cold_build:
-        part = Steal()
-        bench_cold_build()
-        part.row("cold build")
-    if "boot" in parts:
-        part = Steal()
-        bench_guest(args.boots, args.pings, args.loops, args.arch, args.page_size,
-                    virtme=not args.no_virtme)
-        part.row("boot")
-    if "overhead" in parts:
-        part = Steal()
-        bench_case_overhead()
-        part.row("overhead")
-    if "job" in parts:
-        part = Steal()
-        bench_warm_job(args.workers)
-        part.row("job")
-    if args.ab is not None:
-        part = Steal()
-        bench_ab(args.ab.resolve(), args.rounds, args.arch, args.page_size)
-        part.row("A/B")
-    if scaling:
-        part = Steal()
-        bench_scaling(scaling)
-        part.row("scaling")
-    _row("load average at the end", _load())
-    whole.row("the whole bench")
+    with stolen("the whole bench"):
+        if args.cold_build:
+            with stolen("cold build"):
+                bench_cold_build()
+        if "boot" in parts:
+            with stolen("boot"):
+                bench_guest(args.boots, args.pings, args.loops, args.arch, args.page_size,
+                            virtme=not args.no_virtme)
+        if "overhead" in parts:
+            with stolen("overhead"):
+                bench_case_overhead()
+        if "job" in parts:
+            with stolen("job"):
+                bench_warm_job(args.workers)
+        if args.ab is not None:
+            with stolen("A/B"):
+                bench_ab(args.ab.resolve(), args.rounds, args.arch, args.page_size)
+        if scaling:
+            with stolen("scaling"):
+                bench_scaling(scaling)
+        _row("load average at the end", _load())
     return 0
 
 

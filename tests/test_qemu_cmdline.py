@@ -39,15 +39,22 @@ def test_command_line_has_the_decided_shape(tmp_path: Path) -> None:
     assert cmdline[cmdline.index("--"):] == ["--", "-S", "-u", "-B", str(INIT_SCRIPT)]
 
 
-
 def test_the_guest_runs_the_init_of_its_configs_repository(tmp_path: Path) -> None:
     # What bench_qemu.py --ab boots: another checkout's code on the same kernel.
     other = tmp_path / "other-checkout"
     cmdline = _guest(tmp_path, repo=other).kernel_cmdline().split()
     assert cmdline[-1] == str(other / "qemu" / "guest" / "init")
-    # memory: the guest's -m (default 512 MB, --qemu-memory)
+
+
+def test_the_guests_memory_is_its_configs_and_too_little_is_refused(tmp_path: Path) -> None:
     argv = _guest(tmp_path, memory_mb=768).command_line()
     assert argv[argv.index("-m") + 1] == "768"
+    assert _guest(tmp_path).command_line()[argv.index("-m") + 1] == "512"
+    refused = r"memory \(-?\d+ MB, --qemu-memory\) must be at least 128 MB"
+    for too_little in (0, -1, 127):
+        with pytest.raises(SetupError, match=refused):
+            _guest(tmp_path, memory_mb=too_little).config.check()
+
 
 def test_shell_mode_uses_the_terminal(tmp_path: Path) -> None:
     argv = _guest(tmp_path).command_line("shell")

@@ -58,6 +58,9 @@ INIT_ARGS = ("-S", "-u", "-B")
 # same code): the same outcome for all 936 cases, 200 s against 234 s.  The boot itself
 # did not get measurably faster.
 DEFAULT_MEMORY_MB = 512
+# Below this the guest cannot hold its 32 MB CMA area, the swiotlb bounce buffers and
+# the interpreter (128 MB boots to the agent, measured).
+MIN_MEMORY_MB = 128
 
 
 def root_tag(release: str) -> str:
@@ -120,6 +123,9 @@ class GuestConfig:
         return f"{HOST_MOUNT}{path}" if self.root is not None else str(path)
 
     def check(self) -> None:
+        if self.memory_mb < MIN_MEMORY_MB:
+            raise SetupError(f"the guest's memory ({self.memory_mb} MB, --qemu-memory) must be "
+                             f"at least {MIN_MEMORY_MB} MB")
         for what, value in (("python", self.python), ("repo", str(self.repo)),
                             *(("probe module", str(p)) for p in self.probe_modules)):
             if any(c.isspace() for c in value):

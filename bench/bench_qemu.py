@@ -172,9 +172,20 @@ def _c_loop(target: QemuTarget, loops: int, arch: str = "x86_64") -> dict[str, f
     return {k: float(v) for k, v in (kv.split("=") for kv in r["stdout"].split())}
 
 
+# The pytest processes of the job as tox -e qemu starts them: its environment has the
+# [suite] extra, without labgrid, whose pytest plugin this environment may have (0.9 s of
+# imports per process), and tox does not pass PYTHONDONTWRITEBYTECODE on, so pytest
+# keeps its rewritten test modules (2 to 3 s per process here when it may not).
+AS_TOX_QEMU = ("-p", "no:labgrid")
+
+
+def _tox_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def _timed(argv: Sequence[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
     t0 = time.monotonic()
-    r = subprocess.run(list(argv), cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run(list(argv), cwd=REPO, capture_output=True, text=True, env=_tox_env())
     return time.monotonic() - t0, r
 
 
@@ -190,7 +201,7 @@ def bench_scaling(workers: Sequence[int]) -> None:
     for n in workers:
         with tempfile.TemporaryDirectory(prefix="dmabuf-bench-") as d:
             took, r = _timed([sys.executable, "-m", "pytest", str(REPO / "cases"),
-                              "--target=qemu", "-q", "-p", "no:cacheprovider",
+                              "--target=qemu", "-q", "-p", "no:cacheprovider", *AS_TOX_QEMU,
                               *(("-n", str(n)) if n > 1 else ("-n", "0")),
                               "--progress-every", "3600", f"--reports-dir={d}"])
         _row(f"the cases on {n} guest(s)", f"{took:.0f} s", _last_line(r))
@@ -206,7 +217,8 @@ def bench_warm_job(workers: int = 2) -> None:
         steps = [
             ("the cases, reports written", [sys.executable, "-m", "pytest", str(REPO / "cases"),
                                             "--target=qemu", "-n", str(workers), "-q",
-                                            "-p", "no:cacheprovider", f"--alluredir={results}",
+                                            "-p", "no:cacheprovider", *AS_TOX_QEMU,
+                                            f"--alluredir={results}",
                                             "--clean-alluredir", f"--reports-dir={reports}",
                                             "--progress-every", "3600"]),
             ("check-run", [sys.executable, "-m", "conformance.report", "check-run",
@@ -215,7 +227,8 @@ def bench_warm_job(workers: int = 2) -> None:
                                         "--results", str(results), "--out", str(html)]),
             ("browser check of the report", [sys.executable, "-m", "pytest",
                                              str(REPO / "tests" / "test_report_browser.py"),
-                                             "-k", "own", "-p", "no:cacheprovider", "-q"]),
+                                             "-k", "own", "-p", "no:cacheprovider", "-q",
+                                             *AS_TOX_QEMU]),
             ("verdict", [sys.executable, "-m", "conformance.report", "verdict",
                          "--reports-dir", str(reports)]),
         ]
@@ -273,9 +286,10 @@ def bench_case_overhead(pytest_args: Sequence[str] = ("--exporter=heap:system",)
     with tempfile.TemporaryDirectory(prefix="dmabuf-overhead-") as d:
         timing = Path(d) / "timing.jsonl"
         r = subprocess.run([sys.executable, "-m", "pytest", str(REPO / "cases"), "--target=qemu",
-                            "-n", "0", "-q", "-p", "no:cacheprovider", f"--timing-file={timing}",
-                            f"--reports-dir={d}/reports", *pytest_args],
-                           cwd=REPO, capture_output=True, text=True)
+                            "-n", "0", "-q", "-p", "no:cacheprovider", *AS_TOX_QEMU,
+                            f"--timing-file={timing}", f"--reports-dir={d}/reports",
+                            *pytest_args],
+                           cwd=REPO, capture_output=True, text=True, env=_tox_env())
         records = ([json.loads(line) for line in timing.read_text().splitlines()]
                    if timing.exists() else [])
     ran = [rec for rec in records if rec["body_ran"]]

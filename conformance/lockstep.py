@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from conformance.errors import KernelError, SetupError
-from conformance.records import Direction, DmaEvent, KernelHealth, SgSegment
-from conformance.targets.base import OPERATIONS, Target
+from conformance.records import Direction, DmaEvent, KernelHealth, SgSegment, Step, StepsResult
+from conformance.targets.base import OPERATIONS, Target, check_steps, resolve_earlier
 
 # Parameter names that carry handles, and the handle kind each names.
 _HANDLE_PARAMS = {
@@ -340,9 +340,29 @@ class CheckedTarget(Target):
         self.log.compared_upto = max(len(self.log.steps) - 1, 0)
         self.shadow = None
 
+    def run_steps(self, steps: list[Step]) -> StepsResult:
+        """The target runs the steps in one request; each is then compared with the
+        shadow and recorded as if it had been called alone."""
+        __tracebackhide__ = True
+        check_steps(steps)
+        ran = self.inner.run_steps(steps)
+        results: list[Any] = []
+        for i, step in enumerate(steps[: len(ran.results) + (ran.error is not None)]):
+            done = (None, ran.error) if i == len(ran.results) else (ran.results[i], None)
+            args, kwargs = resolve_earlier(step, results)
+            try:
+                results.append(self._call_with(_replay(*done), step.op, args, kwargs))
+            except KernelError as exc:
+                return StepsResult(results, exc)
+        return StepsResult(results)
+
     def _call(self, op: str, *args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True  # the vendor needs the step table, not our frames
-        method = getattr(self.inner, op)
+        return self._call_with(getattr(self.inner, op), op, args, kwargs)
+
+    def _call_with(self, method: Callable[..., Any], op: str, args: Any,
+                   kwargs: dict[str, Any]) -> Any:
+        __tracebackhide__ = True
         bound = _SIGNATURES[op].bind(*args, **kwargs)
         bound.apply_defaults()
         step = Observation(len(self.log.steps) + 1, _render_call(op, bound), Outcome("n/a"))
@@ -430,6 +450,16 @@ class CheckedTarget(Target):
             f"{ref} returns: {step.model}.\n\n"
             f"Steps so far:\n{self.log.render()}"
         )
+
+
+def _replay(result: Any, error: BaseException | None) -> Callable[..., Any]:
+    """A stand-in for the target's method that answers what the target already did."""
+    def method(*_args: Any, **_kwargs: Any) -> Any:
+        if error is not None:
+            raise error
+        return result
+
+    return method
 
 
 def unchecked(target: Target) -> Target:

@@ -163,6 +163,10 @@ def test_a_command_line_pytest_refuses_leaves_no_stale_verdict(tmp_path):
     before = (tmp_path / "conformance-summary.json").read_text()
     assert run_pytest(tmp_path, "cases", "--help").returncode == 0
     assert (tmp_path / "conformance-summary.json").read_text() == before
+    # Nor is listing the cases: the last run's reports stay.
+    listed = run_pytest(tmp_path, "cases/test_alloc.py", "--target=model", "--collect-only", "-q")
+    assert listed.returncode == 0 and "no valid verdict" not in listed.stdout
+    assert (tmp_path / "conformance-summary.json").read_text() == before
 
 
 def test_a_run_stopped_by_maxfail_is_not_complete(tmp_path):

@@ -21,7 +21,7 @@ import threading
 import time
 
 from conformance.guest import modules, protocol
-from conformance.records import Direction
+from conformance.records import Direction, Step
 from conformance.targets.base import AGENT_EXTRA_OPERATIONS, OPERATIONS, Target
 
 TYPE_CHECKING = False  # typing is not imported: this module is on the guest agent's start path
@@ -115,12 +115,23 @@ class Agent:
         target = self.target
         if target is None:
             raise self.setup_error or protocol.ProtocolError("no target in the agent")
+        self._typed(op, args, kwargs)
+        if op == "run_steps" and args and isinstance(args[0], list):
+            steps = []
+            for step in args[0]:
+                step_args, step_kwargs = list(step.args), dict(step.kwargs)
+                self._typed(step.op, step_args, step_kwargs)
+                steps.append(Step(step.op, tuple(step_args), step_kwargs))
+            args[0] = steps
+        return getattr(target, op)(*args, **kwargs)
+
+    def _typed(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """Turn the ints that stand for a ``Direction`` on the wire back into one."""
         for pos, name in self._direction.get(op, {}).items():
             if pos < len(args) and isinstance(args[pos], int):
                 args[pos] = Direction(args[pos])
             elif isinstance(kwargs.get(name), int):
                 kwargs[name] = Direction(kwargs[name])
-        return getattr(target, op)(*args, **kwargs)
 
 
 def crash(kind: str = "panic") -> None:

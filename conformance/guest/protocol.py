@@ -4,8 +4,9 @@ Request:  ``{"id": 7, "op": "allocate", "args": [...], "kwargs": {...}}``
 Reply:    ``{"id": 7, "result": <value>}`` or ``{"id": 7, "error": {...}}``
 Ready:    the agent's first line is ``{"id": 0, "ready": {...}}`` once it can serve.
 
-Values are JSON with three tagged forms: ``{"__bytes__": "<base64>"}`` for
-bytes, ``{"__record__": "<Class>", "v": {...}}`` for the shared records, and
+Values are JSON with tagged forms: ``{"__bytes__": "<base64>"}`` for
+bytes, ``{"__record__": "<Class>", "v": {...}}`` for the shared records,
+``__step__``, ``__earlier__`` and ``__steps__`` for ``Target.run_steps``, and
 plain ints for ``Direction`` (the agent turns them back by the method's
 annotation).  Errors keep their type across the wire: a ``KernelError`` travels
 as errno/op/arg and is rebuilt with ``kernel_error()`` (same class, same
@@ -22,9 +23,12 @@ from conformance import errors
 from conformance.records import (
     DeviceSpec,
     DmaEvent,
+    Earlier,
     ExporterInfo,
     KernelHealth,
     SgSegment,
+    Step,
+    StepsResult,
     TargetInfo,
 )
 
@@ -71,6 +75,14 @@ def encode_value(v: Any) -> Any:
         return int(v.value)
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
+    # Target.run_steps: its steps, their references to earlier results, and its outcome
+    if isinstance(v, Earlier):
+        return {"__earlier__": v.index}
+    if isinstance(v, Step):
+        return {"__step__": [v.op, encode_value(list(v.args)), encode_value(v.kwargs)]}
+    if isinstance(v, StepsResult):
+        error = None if v.error is None else encode_error(v.error)
+        return {"__steps__": {"results": encode_value(v.results), "error": error}}
     if type(v).__name__ in _RECORDS and hasattr(v, "to_json"):
         return {"__record__": type(v).__name__, "v": v.to_json()}
     if isinstance(v, dict):
@@ -86,6 +98,15 @@ def decode_value(v: Any) -> Any:
     if isinstance(v, dict):
         if "__bytes__" in v:
             return base64.b64decode(v["__bytes__"])
+        if "__earlier__" in v:
+            return Earlier(int(v["__earlier__"]))
+        if "__step__" in v:
+            op, args, kwargs = v["__step__"]
+            return Step(str(op), tuple(decode_value(args)), decode_value(kwargs))
+        if "__steps__" in v:
+            error = v["__steps__"]["error"]
+            return StepsResult(decode_value(v["__steps__"]["results"]),
+                               None if error is None else decode_error(error))
         if "__record__" in v:
             try:
                 return _RECORDS[v["__record__"]](v["v"])

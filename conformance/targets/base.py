@@ -27,11 +27,18 @@ from conformance.records import (
     DeviceSpec,
     Direction,
     DmaEvent,
+    Earlier,
     ExporterInfo,
     KernelHealth,
     SgSegment,
+    Step,
+    StepsResult,
     TargetInfo,
 )
+
+TYPE_CHECKING = False  # typing is not imported: this module is on the guest agent's start path
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_FD_FLAGS = os.O_RDWR | os.O_CLOEXEC
 
@@ -122,6 +129,8 @@ AGENT_EXTRA_OPERATIONS: tuple[str, ...] = (
     # a batch of bad inputs answered where the kernel is, compared with the model by the
     # case itself (not through the lockstep)
     "bad_input_batch",
+    # several OPERATIONS in one request; a lockstep still compares each of them
+    "run_steps",
 )
 
 def digests(data: bytes, chunk: int) -> list[int]:
@@ -495,3 +504,51 @@ class Target(abc.ABC):
         from conformance.errors import NotAvailableOnTarget
 
         raise NotAvailableOnTarget(f"{self.name}: bad-input batches cannot run here")
+
+    # -- issue 14: several operations in one request. A case that repeats a cycle of
+    # operations many times (allocate, map, unmap, close) pays a guest's or a board's
+    # round trip once per run of steps instead of once per operation. --------------------
+    def run_steps(self, steps: list[Step]) -> StepsResult:
+        """Each step's operation in turn, exactly as if the case had called them one by one.
+
+        An ``Earlier(i)`` in a step's arguments stands for the result of step ``i``.
+        The run stops at the first refused step (a ``KernelError``), which comes back
+        as ``StepsResult.error``, with the results of the steps before it; other
+        errors (no probe, a lost guest) are raised as usual.  On a checked target
+        each step is still compared with the reference model, one by one.
+        """
+        from conformance.errors import KernelError
+
+        check_steps(steps)
+        results: list[Any] = []
+        for step in steps:
+            args, kwargs = resolve_earlier(step, results)
+            try:
+                results.append(getattr(self, step.op)(*args, **kwargs))
+            except KernelError as exc:
+                return StepsResult(results, exc)
+        return StepsResult(results)
+
+
+def check_steps(steps: list[Step]) -> None:
+    """Refuse, before anything runs, a run of steps that cannot be run as asked."""
+    if not isinstance(steps, (list, tuple)):
+        raise TypeError(f"run_steps takes a list of Step, not {type(steps).__name__}")
+    for i, step in enumerate(steps):
+        if not isinstance(step, Step):
+            raise TypeError(f"step {i} is a {type(step).__name__}, not a Step: {step!r}")
+        if step.op not in OPERATIONS:
+            raise ValueError(f"step {i}: {step.op!r} is not one of the Target operations a "
+                             "run of steps may call (conformance.targets.base.OPERATIONS)")
+        for value in (*step.args, *step.kwargs.values()):
+            if isinstance(value, Earlier) and not 0 <= value.index < i:
+                raise ValueError(f"step {i} ({step.op}) refers to step {value.index}, which "
+                                 "does not run before it")
+
+
+def resolve_earlier(step: Step, results: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """The step's arguments with each ``Earlier(i)`` replaced by ``results[i]``."""
+    def value(v: Any) -> Any:
+        return results[v.index] if isinstance(v, Earlier) else v
+
+    return [value(a) for a in step.args], {k: value(v) for k, v in step.kwargs.items()}

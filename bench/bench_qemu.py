@@ -129,6 +129,7 @@ def bench_guest(boots: int, pings: int, loops: int, arch: str = "x86_64",
             rtts.append((time.perf_counter() - t0) * 1e3)
         _row("op round trip, buffer_size (median)", f"{statistics.median(rtts):.2f} ms")
         target.close_all()
+        bench_run_steps(target)
 
         py = target.call("bench_ops", "heap:system", loops)
         c = _c_loop(target, loops, arch)
@@ -139,6 +140,32 @@ def bench_guest(boots: int, pings: int, loops: int, arch: str = "x86_64",
                  f"{ratio} (goal <= 2x)")
     finally:
         target.stop()
+
+
+def bench_run_steps(target: QemuTarget, cycles: int = 200) -> None:
+    """An allocate/mmap/munmap/close cycle (LEAK-003's kind) one request per operation,
+    then ``cycles`` of them in one ``Target.run_steps`` request."""
+    from conformance.records import Earlier, Step
+
+    t0 = time.perf_counter()
+    for _ in range(cycles):
+        buf = target.allocate("heap:system", 4096)
+        target.munmap(target.mmap(buf))
+        target.close(buf)
+    alone = (time.perf_counter() - t0) / cycles * 1e3
+    steps: list[Step] = []
+    for _ in range(cycles):
+        at = len(steps)
+        steps += [Step("allocate", ("heap:system", 4096)), Step("mmap", (Earlier(at),)),
+                  Step("munmap", (Earlier(at + 1),)), Step("close", (Earlier(at),))]
+    t0 = time.perf_counter()
+    ran = target.run_steps(steps)
+    batched = (time.perf_counter() - t0) / cycles * 1e3
+    if ran.error is not None:
+        raise SystemExit(f"run_steps: {ran.error}")
+    _row("allocate/mmap/munmap/close, a request each", f"{alone:.2f} ms")
+    _row(f"  the same in one run of steps ({cycles} cycles)", f"{batched:.2f} ms",
+         f"{alone / batched:.1f}x fewer ms per cycle")
 
 
 def _c_loop(target: QemuTarget, loops: int, arch: str = "x86_64") -> dict[str, float]:

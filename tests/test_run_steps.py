@@ -133,3 +133,22 @@ def test_a_faulty_exporter_diverges_at_the_same_step_inside_a_run() -> None:
         batched.run_steps(cycle())
     assert "at step 4, cpu_read" in str(in_a_run.value)
     assert str(in_a_run.value) == str(alone.value)
+
+
+def test_a_lost_guest_names_the_run_that_was_in_flight(tmp_path: Path) -> None:
+    class Lost(LoopbackLink):
+        def call_raw(self, op, args, kwargs, timeout):  # type: ignore[no-untyped-def]
+            if op == "run_steps":
+                raise errors.GuestError("the guest did not answer run_steps within 32 s",
+                                        console_log="Kernel panic")
+            return super().call_raw(op, args, kwargs, timeout)
+
+    target = AgentTarget(Lost(tmp_path / "console.log", ModelTarget()))
+    target.start()
+    with pytest.raises(errors.GuestError) as lost:
+        target.run_steps(cycle())
+    assert str(lost.value).endswith(
+        "during a run of 9 steps (1 allocate, 1 mmap, 1 cpu_write, 1 cpu_read, "
+        "1 begin_cpu_access, 1 end_cpu_access, 1 munmap, 1 buffer_size, 1 close), "
+        "the first allocate('model:reference', 8192)")
+    assert lost.value.console_log == "Kernel panic"

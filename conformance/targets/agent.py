@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
+from collections import Counter
 from typing import Any, Callable, Optional, Protocol
 
 from conformance.errors import GuestError
@@ -203,8 +204,15 @@ class AgentTarget(Target):
 
     def run_steps(self, steps: list[Step]) -> StepsResult:
         check_steps(steps)  # refused here, by name, before anything reaches the agent
-        return self.call("run_steps", list(steps),
-                         timeout=_TIMEOUTS["run_steps"](self.op_timeout, (steps,)))
+        try:
+            return self.call("run_steps", list(steps),
+                             timeout=_TIMEOUTS["run_steps"](self.op_timeout, (steps,)))
+        except GuestError as e:
+            # None of the run's steps came back to be logged: say which were in flight.
+            ops = ", ".join(f"{n} {op}" for op, n in Counter(s.op for s in steps).items())
+            raise GuestError(f"{e}\nduring a run of {len(steps)} steps ({ops}), the first "
+                             f"{steps[0].op}{steps[0].args!r}",
+                             console_log=e.console_log) from None
 
     def health(self) -> KernelHealth:
         """The agent's view (DMA-API error count, its kmsg reading) plus the console's."""

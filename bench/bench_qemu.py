@@ -145,7 +145,7 @@ def bench_guest(boots: int, pings: int, loops: int, arch: str = "x86_64",
 def bench_run_steps(target: QemuTarget, cycles: int = 200) -> None:
     """An allocate/mmap/munmap/close cycle (LEAK-003's kind) one request per operation,
     then ``cycles`` of them in one ``Target.run_steps`` request."""
-    from conformance.records import Earlier, Step
+    from conformance.steps import Earlier, Step
 
     t0 = time.perf_counter()
     for _ in range(cycles):

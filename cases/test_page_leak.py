@@ -25,7 +25,7 @@ import pytest
 
 from conformance.errors import InvalidArgument, OutOfMemory
 from conformance.patterns import page_count_id
-from conformance.records import Earlier, Step
+from conformance.steps import Earlier, Step
 
 pytestmark = pytest.mark.leak
 

@@ -21,7 +21,7 @@ import pytest
 from conformance.errors import KernelError, TooManyOpenFiles
 from conformance.lockstep import unchecked
 from conformance.patterns import pattern
-from conformance.records import Step
+from conformance.steps import Step
 
 # More fds than any usual RLIMIT_NOFILE soft limit (1024).  A process allowed
 # more is given a lower soft limit for the case (and its own back after).

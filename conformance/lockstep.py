@@ -24,8 +24,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from conformance.errors import KernelError, SetupError
-from conformance.records import Direction, DmaEvent, KernelHealth, SgSegment, Step, StepsResult
-from conformance.targets.base import OPERATIONS, Target, check_steps, resolve_earlier
+from conformance.records import Direction, DmaEvent, KernelHealth, SgSegment
+from conformance.steps import Step, StepsResult, check_steps, resolve_earlier
+from conformance.targets.base import OPERATIONS, Target
 
 # Parameter names that carry handles, and the handle kind each names.
 _HANDLE_PARAMS = {

@@ -194,36 +194,3 @@ class KernelHealth:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
-
-# -- Target.run_steps: several operations in one request -----------------------------
-
-
-@dataclass(frozen=True)
-class Earlier:
-    """An argument of a step of ``Target.run_steps``: the result of step ``index``
-    (0-based) of the same run, e.g. the buffer an earlier ``allocate`` made."""
-
-    index: int
-
-
-@dataclass(frozen=True)
-class Step:
-    """One Target operation of a ``Target.run_steps`` run, called as ``op(*args, **kwargs)``."""
-
-    op: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class StepsResult:
-    """What a ``Target.run_steps`` run did: the results of the steps that ran, in order,
-    and the refusal (a ``KernelError``) that stopped it at step ``len(results)``, if any."""
-
-    results: list[Any]
-    error: Any = None  # conformance.errors.KernelError; not imported on the agent's start path
-
-    @property
-    def stopped_at(self) -> int | None:
-        """The index of the step that was refused, or None when every step ran."""
-        return None if self.error is None else len(self.results)

@@ -38,9 +38,10 @@ def test_the_init_script_is_python_that_imports_without_site() -> None:
 # emulated CPU at every boot, and none is needed to serve.  typing: the annotations are
 # strings (`from __future__ import annotations`); ctypes.util: its find_library pulls in
 # subprocess, shutil and tempfile (0.4 s of a TCG boot); traceback, signal, platform:
-# wanted only on error paths or replaced by os.uname().
+# wanted only on error paths or replaced by os.uname(); conformance.steps: three
+# dataclasses, loaded when the host first sends a run of steps.
 NOT_ON_THE_START_PATH = ("typing", "ctypes.util", "subprocess", "shutil", "tempfile",
-                         "traceback", "signal", "platform", "argparse")
+                         "traceback", "signal", "platform", "argparse", "conformance.steps")
 
 
 def test_the_agent_starts_without_the_heavy_modules() -> None:

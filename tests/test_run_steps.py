@@ -16,7 +16,8 @@ import pytest
 from conformance import errors
 from conformance.guest.agent import Agent
 from conformance.lockstep import CheckedTarget, Divergence
-from conformance.records import Direction, Earlier, Step, StepsResult
+from conformance.records import Direction
+from conformance.steps import Earlier, Step, StepsResult
 from conformance.targets.agent import AgentTarget
 from conformance.targets.model import ModelTarget
 from tests.test_case_bookkeeping import LoopbackLink

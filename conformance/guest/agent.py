@@ -21,7 +21,7 @@ import threading
 import time
 
 from conformance.guest import modules, protocol
-from conformance.records import Direction, Step
+from conformance.records import Direction
 from conformance.targets.base import AGENT_EXTRA_OPERATIONS, OPERATIONS, Target
 
 TYPE_CHECKING = False  # typing is not imported: this module is on the guest agent's start path
@@ -117,6 +117,8 @@ class Agent:
             raise self.setup_error or protocol.ProtocolError("no target in the agent")
         self._typed(op, args, kwargs)
         if op == "run_steps" and args and isinstance(args[0], list):
+            from conformance.steps import Step  # decoding the steps loaded it already
+
             steps = []
             for step in args[0]:
                 step_args, step_kwargs = list(step.args), dict(step.kwargs)

@@ -18,17 +18,15 @@ from __future__ import annotations
 import base64
 import enum
 import json
+import sys
 
 from conformance import errors
 from conformance.records import (
     DeviceSpec,
     DmaEvent,
-    Earlier,
     ExporterInfo,
     KernelHealth,
     SgSegment,
-    Step,
-    StepsResult,
     TargetInfo,
 )
 
@@ -75,20 +73,23 @@ def encode_value(v: Any) -> Any:
         return int(v.value)
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
-    # Target.run_steps: its steps, their references to earlier results, and its outcome
-    if isinstance(v, Earlier):
-        return {"__earlier__": v.index}
-    if isinstance(v, Step):
-        return {"__step__": [v.op, encode_value(list(v.args)), encode_value(v.kwargs)]}
-    if isinstance(v, StepsResult):
-        error = None if v.error is None else encode_error(v.error)
-        return {"__steps__": {"results": encode_value(v.results), "error": error}}
     if type(v).__name__ in _RECORDS and hasattr(v, "to_json"):
         return {"__record__": type(v).__name__, "v": v.to_json()}
     if isinstance(v, dict):
         return {str(k): encode_value(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [encode_value(x) for x in v]
+    # Target.run_steps: its steps, their references to earlier results, and its outcome.
+    # Without conformance.steps loaded there is none of them (the agent's start skips it).
+    steps = sys.modules.get("conformance.steps")
+    if steps is not None:
+        if isinstance(v, steps.Earlier):
+            return {"__earlier__": v.index}
+        if isinstance(v, steps.Step):
+            return {"__step__": [v.op, encode_value(list(v.args)), encode_value(v.kwargs)]}
+        if isinstance(v, steps.StepsResult):
+            error = None if v.error is None else encode_error(v.error)
+            return {"__steps__": {"results": encode_value(v.results), "error": error}}
     raise ProtocolError(f"cannot send a {type(v).__name__} over the guest channel: {v!r}")
 
 
@@ -98,15 +99,8 @@ def decode_value(v: Any) -> Any:
     if isinstance(v, dict):
         if "__bytes__" in v:
             return base64.b64decode(v["__bytes__"])
-        if "__earlier__" in v:
-            return Earlier(int(v["__earlier__"]))
-        if "__step__" in v:
-            op, args, kwargs = v["__step__"]
-            return Step(str(op), tuple(decode_value(args)), decode_value(kwargs))
-        if "__steps__" in v:
-            error = v["__steps__"]["error"]
-            return StepsResult(decode_value(v["__steps__"]["results"]),
-                               None if error is None else decode_error(error))
+        if "__earlier__" in v or "__step__" in v or "__steps__" in v:
+            return _decode_steps(v)
         if "__record__" in v:
             try:
                 return _RECORDS[v["__record__"]](v["v"])
@@ -114,6 +108,19 @@ def decode_value(v: Any) -> Any:
                 raise ProtocolError(f"bad record on the guest channel: {v!r}") from e
         return {k: decode_value(x) for k, x in v.items()}
     return v
+
+
+def _decode_steps(v: dict[str, Any]) -> Any:
+    from conformance import steps
+
+    if "__earlier__" in v:
+        return steps.Earlier(int(v["__earlier__"]))
+    if "__step__" in v:
+        op, args, kwargs = v["__step__"]
+        return steps.Step(str(op), tuple(decode_value(args)), decode_value(kwargs))
+    error = v["__steps__"]["error"]
+    return steps.StepsResult(decode_value(v["__steps__"]["results"]),
+                             None if error is None else decode_error(error))
 
 
 # -- messages --------------------------------------------------------------------

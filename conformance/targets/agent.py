@@ -25,15 +25,9 @@ from typing import Any, Callable, Optional, Protocol
 from conformance.errors import GuestError
 from conformance.guest import protocol
 from conformance.qemu.console import ConsoleLog, parse_console
-from conformance.records import (
-    DeviceSpec,
-    ExporterInfo,
-    KernelHealth,
-    Step,
-    StepsResult,
-    TargetInfo,
-)
-from conformance.targets.base import AGENT_EXTRA_OPERATIONS, OPERATIONS, Target, check_steps
+from conformance.records import DeviceSpec, ExporterInfo, KernelHealth, TargetInfo
+from conformance.steps import Step, StepsResult, check_steps
+from conformance.targets.base import AGENT_EXTRA_OPERATIONS, OPERATIONS, Target
 
 DEFAULT_OP_TIMEOUT = 30.0
 DEFAULT_READY_TIMEOUT = 120.0  # TCG on a loaded 2-core machine, or a board rebooting

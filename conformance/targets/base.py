@@ -27,18 +27,17 @@ from conformance.records import (
     DeviceSpec,
     Direction,
     DmaEvent,
-    Earlier,
     ExporterInfo,
     KernelHealth,
     SgSegment,
-    Step,
-    StepsResult,
     TargetInfo,
 )
 
 TYPE_CHECKING = False  # typing is not imported: this module is on the guest agent's start path
 if TYPE_CHECKING:
     from typing import Any
+
+    from conformance.steps import Step, StepsResult
 
 DEFAULT_FD_FLAGS = os.O_RDWR | os.O_CLOEXEC
 
@@ -518,6 +517,7 @@ class Target(abc.ABC):
         each step is still compared with the reference model, one by one.
         """
         from conformance.errors import KernelError
+        from conformance.steps import StepsResult, check_steps, resolve_earlier
 
         check_steps(steps)
         results: list[Any] = []
@@ -529,26 +529,3 @@ class Target(abc.ABC):
                 return StepsResult(results, exc)
         return StepsResult(results)
 
-
-def check_steps(steps: list[Step]) -> None:
-    """Refuse, before anything runs, a run of steps that cannot be run as asked."""
-    if not isinstance(steps, (list, tuple)):
-        raise TypeError(f"run_steps takes a list of Step, not {type(steps).__name__}")
-    for i, step in enumerate(steps):
-        if not isinstance(step, Step):
-            raise TypeError(f"step {i} is a {type(step).__name__}, not a Step: {step!r}")
-        if step.op not in OPERATIONS:
-            raise ValueError(f"step {i}: {step.op!r} is not one of the Target operations a "
-                             "run of steps may call (conformance.targets.base.OPERATIONS)")
-        for value in (*step.args, *step.kwargs.values()):
-            if isinstance(value, Earlier) and not 0 <= value.index < i:
-                raise ValueError(f"step {i} ({step.op}) refers to step {value.index}, which "
-                                 "does not run before it")
-
-
-def resolve_earlier(step: Step, results: list[Any]) -> tuple[list[Any], dict[str, Any]]:
-    """The step's arguments with each ``Earlier(i)`` replaced by ``results[i]``."""
-    def value(v: Any) -> Any:
-        return results[v.index] if isinstance(v, Earlier) else v
-
-    return [value(a) for a in step.args], {k: value(v) for k, v in step.kwargs.items()}

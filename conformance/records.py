@@ -193,4 +193,3 @@ class KernelHealth:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-

@@ -528,4 +528,3 @@ class Target(abc.ABC):
             except KernelError as exc:
                 return StepsResult(results, exc)
         return StepsResult(results)
-

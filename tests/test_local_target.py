@@ -29,7 +29,7 @@ from conformance.exporters.dmabuf import DmaBuf
 from conformance.exporters.libc import PAGE_SIZE
 from conformance.records import INSTRUMENTS, Direction, TargetInfo
 from conformance.targets.base import DERIVED_OPERATIONS, OPERATIONS, Target
-from conformance.targets.local import LocalTarget
+from conformance.targets.local import DMA_API_REPORTS_SHOWN, HEALTH_EXCERPT_WARNINGS, LocalTarget
 
 
 @pytest.fixture
@@ -209,6 +209,31 @@ def test_health_dma_api_error_delta(tmp_path: Path) -> None:
     count.write_text("5\n")
     assert t.health().dma_api_errors == 2
     assert t.health().dma_api_errors == 0
+
+
+def test_dma_api_debug_prints_the_first_reports_of_each_health_report(tmp_path: Path) -> None:
+    """dma-debug is told to print its first reports again after every health that saw
+    errors: a flood (two WARNs per sg entry of a 515-entry table) is counted, not
+    printed, and the next case still gets its own first reports printed."""
+    debug = tmp_path / "debug" / "dma-api"
+    debug.mkdir(parents=True)
+    count, shown, every = debug / "error_count", debug / "num_errors", debug / "all_errors"
+    count.write_text("0\n")
+    every.write_text("Y\n")
+    shown.write_text("1\n")  # the kernel's default
+    t = LocalTarget(
+        paths=Paths("/none", "/none", "/none", "/none"),
+        kmsg_path="/nonexistent",
+        debugfs=str(tmp_path / "debug"),
+    )
+    assert every.read_text() == "0" and shown.read_text() == str(DMA_API_REPORTS_SHOWN)
+    assert DMA_API_REPORTS_SHOWN > HEALTH_EXCERPT_WARNINGS  # the excerpt loses nothing
+    shown.write_text("0")  # the kernel used them up
+    assert t.health().dma_api_errors == 0
+    assert shown.read_text() == "0"  # a clean case costs no write
+    count.write_text("1030\n")
+    assert t.health().dma_api_errors == 1030
+    assert shown.read_text() == str(DMA_API_REPORTS_SHOWN)
 
 
 def test_live_buffers_from_debugfs(tmp_path: Path) -> None:

@@ -119,6 +119,46 @@ def test_tarball_version_is_read_without_unpacking(tmp_path: Path,
     assert tarball_version(tarball) == (5, 10)  # the second answer comes from the memo
 
 
+def _source_tarball(path: Path) -> Path:
+    with tarfile.open(path, "w:xz") as tf:
+        for name, data in (("linux-source-6.1/Makefile", b"VERSION = 6\nPATCHLEVEL = 1\n"),
+                           ("linux-source-6.1/drivers/dma-buf/udmabuf.c", b"/* udmabuf */\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("tar", ["gnu-tar", "tarfile"])
+def test_a_source_tarball_unpacks_with_tar_or_without_it(tmp_path: Path, tar: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    tarball = _source_tarball(tmp_path / "linux-source-6.1.tar.xz")
+    if tar == "tarfile":
+        monkeypatch.setattr(kernel.shutil, "which", lambda name: None)
+    elif not (kernel.shutil.which("tar") and kernel.shutil.which("xz")):
+        pytest.skip("no tar and xz on this machine")
+    root = tmp_path / "src"
+    root.mkdir()
+    kernel._unpack(tarball, root)
+    assert (root / "linux-source-6.1" / "drivers/dma-buf/udmabuf.c").read_bytes() == (
+        b"/* udmabuf */\n")
+
+
+@pytest.mark.parametrize("tar", ["gnu-tar", "tarfile"])
+def test_a_broken_source_tarball_is_named(tmp_path: Path, tar: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    tarball = tmp_path / "linux-source-6.1.tar.xz"
+    tarball.write_bytes(_source_tarball(tmp_path / "good.tar.xz").read_bytes()[:40])
+    if tar == "tarfile":
+        monkeypatch.setattr(kernel.shutil, "which", lambda name: None)
+    elif not (kernel.shutil.which("tar") and kernel.shutil.which("xz")):
+        pytest.skip("no tar and xz on this machine")
+    root = tmp_path / "src"
+    root.mkdir()
+    with pytest.raises(KernelBuildError, match="cannot unpack kernel source .*linux-source-6.1"):
+        kernel._unpack(tarball, root)
+
+
 # -- a user's tree: kbuild is the cache ------------------------------------------------
 
 FAKE_MAKE = r"""#!/bin/sh

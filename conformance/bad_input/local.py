@@ -321,9 +321,7 @@ class Runner:
             return _ioctl_ptr(self.device(), request, self.pointer(argp))[1]
         numbers, made = self._memfds(memfds)
         try:
-            raw = _UDMABUF_HEAD.pack(flags & _U32, count & _U32) + b"".join(
-                _UDMABUF_ITEM.pack(numbers[i], 0, off & _U64, n & _U64) for i, off, n in items
-            )
+            raw = _UDMABUF_HEAD.pack(flags & _U32, count & _U32) + _pack_items(numbers, items)
             # the items end at the guard page: a count past them faults in memdup_user
             ret, err = _ioctl_ptr(self.device(), request, self.guard.place(raw))
         finally:
@@ -393,6 +391,21 @@ def _is_dmabuf(fd: int) -> bool:
         return "dmabuf" in os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return False
+
+
+def _pack_items(numbers: list[int], items: list[list[int]]) -> bytes:
+    """The ``udmabuf_create_item`` array; an item repeated (``inputs.decode`` repeats one
+    object for a run of equal items) is packed once, not once per item."""
+    parts: list[bytes] = []
+    last: Any = None
+    packed = b""
+    for item in items:
+        if item is not last:
+            memfd, off, n = item
+            packed = _UDMABUF_ITEM.pack(numbers[memfd], 0, off & _U64, n & _U64)
+            last = item
+        parts.append(packed)
+    return b"".join(parts)
 
 
 def run_batch(target: Any, exporter: str, encoded: list[list[Any]]) -> list[int]:

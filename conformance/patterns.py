@@ -25,8 +25,20 @@ def page_count_id(n: int) -> str:
 def pattern(length: int, seed: int = 0xA5) -> bytes:
     """Bytes that differ from their neighbours and from zero, so shifts and holes show."""
     # (7 * i) mod 256 has period 256, so one block repeated is the whole pattern.
-    block = bytes(((i * 7 + seed) & 0xFF) or 0x5A for i in range(256))
-    return (block * (length // 256 + 1))[:length]
+    return (_block(seed & 0xFF) * (length // 256 + 1))[:length]
+
+
+_BLOCKS: dict[int, bytes] = {}
+
+
+def _block(seed: int) -> bytes:
+    # Made once per seed: a page pattern (targets.base.page_pattern) asks for one block
+    # per page, and 515 pages of blocks made afresh were 26 ms natively, many times that
+    # in an emulated guest filling a buffer.
+    block = _BLOCKS.get(seed)
+    if block is None:
+        block = _BLOCKS[seed] = bytes(((i * 7 + seed) & 0xFF) or 0x5A for i in range(256))
+    return block
 
 
 def describe_difference(

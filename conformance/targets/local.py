@@ -160,10 +160,10 @@ class LocalTarget(Target):
         self._bufinfo_fd: int | None = None
         self._kmsg_pending: list[str] = []  # read by an operation, not yet by health()
         self._kmsg = KmsgReader(kmsg_path)
-        self._report_every_dma_api_error()
+        self._report_dma_api_errors_per_case()
         self._dma_api_errors = self._read_dma_api_errors()
 
-    def _report_every_dma_api_error(self) -> None:
+    def _report_dma_api_errors_per_case(self) -> None:
         """Make dma-debug print the first errors of every health report, not of the boot.
 
         By default it prints one report per boot and then only counts, so a
@@ -171,7 +171,7 @@ class LocalTarget(Target):
         wrong.  Printing every error (``all_errors``) is no better at scale: an
         exporter that syncs a 515-entry table the wrong way makes two reports
         per entry, 2 MB of WARNs that took 6.5 s of an emulated guest's serial
-        console and overflowed the kernel log before it was read.  So
+        console and overflowed the 128 KiB kernel log before it was read.  So
         ``num_errors`` is armed with ``DMA_API_REPORTS_SHOWN`` here and again by
         every ``health`` that found errors: each case (each step of a generated
         sequence) shows its own first reports, and ``error_count`` still counts

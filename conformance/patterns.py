@@ -7,6 +7,7 @@ Helpers that speak in pages take it as an argument.
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 MiB = 1 << 20
@@ -28,17 +29,12 @@ def pattern(length: int, seed: int = 0xA5) -> bytes:
     return (_block(seed & 0xFF) * (length // 256 + 1))[:length]
 
 
-_BLOCKS: dict[int, bytes] = {}
-
-
+# Made once per seed: a page pattern (targets.base.page_pattern) asks for one block per
+# page, and 515 pages of blocks made afresh were 26 ms natively, many times that in an
+# emulated guest filling a buffer.
+@functools.cache
 def _block(seed: int) -> bytes:
-    # Made once per seed: a page pattern (targets.base.page_pattern) asks for one block
-    # per page, and 515 pages of blocks made afresh were 26 ms natively, many times that
-    # in an emulated guest filling a buffer.
-    block = _BLOCKS.get(seed)
-    if block is None:
-        block = _BLOCKS[seed] = bytes(((i * 7 + seed) & 0xFF) or 0x5A for i in range(256))
-    return block
+    return bytes(((i * 7 + seed) & 0xFF) or 0x5A for i in range(256))
 
 
 def describe_difference(

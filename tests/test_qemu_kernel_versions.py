@@ -129,34 +129,30 @@ def _source_tarball(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("tar", ["gnu-tar", "tarfile"])
-def test_a_source_tarball_unpacks_with_tar_or_without_it(tmp_path: Path, tar: str,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    tarball = _source_tarball(tmp_path / "linux-source-6.1.tar.xz")
-    if tar == "tarfile":
+@pytest.fixture(params=["gnu-tar", "tarfile"])
+def unpack_root(request: pytest.FixtureRequest, tmp_path: Path,
+                monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty directory to unpack into, with GNU tar or, with tar hidden, tarfile."""
+    if request.param == "tarfile":
         monkeypatch.setattr(kernel.shutil, "which", lambda name: None)
     elif not (kernel.shutil.which("tar") and kernel.shutil.which("xz")):
         pytest.skip("no tar and xz on this machine")
     root = tmp_path / "src"
     root.mkdir()
-    kernel._unpack(tarball, root)
-    assert (root / "linux-source-6.1" / "drivers/dma-buf/udmabuf.c").read_bytes() == (
+    return root
+
+
+def test_a_source_tarball_unpacks_with_tar_or_without_it(tmp_path: Path, unpack_root: Path) -> None:
+    kernel._unpack(_source_tarball(tmp_path / "linux-source-6.1.tar.xz"), unpack_root)
+    assert (unpack_root / "linux-source-6.1" / "drivers/dma-buf/udmabuf.c").read_bytes() == (
         b"/* udmabuf */\n")
 
 
-@pytest.mark.parametrize("tar", ["gnu-tar", "tarfile"])
-def test_a_broken_source_tarball_is_named(tmp_path: Path, tar: str,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_broken_source_tarball_is_named(tmp_path: Path, unpack_root: Path) -> None:
     tarball = tmp_path / "linux-source-6.1.tar.xz"
     tarball.write_bytes(_source_tarball(tmp_path / "good.tar.xz").read_bytes()[:40])
-    if tar == "tarfile":
-        monkeypatch.setattr(kernel.shutil, "which", lambda name: None)
-    elif not (kernel.shutil.which("tar") and kernel.shutil.which("xz")):
-        pytest.skip("no tar and xz on this machine")
-    root = tmp_path / "src"
-    root.mkdir()
     with pytest.raises(KernelBuildError, match="cannot unpack kernel source .*linux-source-6.1"):
-        kernel._unpack(tarball, root)
+        kernel._unpack(tarball, unpack_root)
 
 
 # -- a user's tree: kbuild is the cache ------------------------------------------------

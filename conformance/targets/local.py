@@ -177,21 +177,27 @@ class LocalTarget(Target):
         sequence) shows its own first reports, and ``error_count`` still counts
         them all.
         """
-        self._arm_dma_api_reports(("all_errors", "0"))
+        if self._write_dma_api("all_errors", "0"):
+            self._arm_dma_api_reports()
 
-    def _arm_dma_api_reports(self, *extra: tuple[str, str]) -> None:
-        for name, value in (*extra, ("num_errors", str(DMA_API_REPORTS_SHOWN))):
-            try:
-                path = os.path.join(self.debugfs, "dma-api", name)
-                fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
-            except OSError:
-                return  # no dma-debug, or not root: the instrument says so
-            try:
-                os.write(fd, value.encode())
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+    def _arm_dma_api_reports(self) -> None:
+        self._write_dma_api("num_errors", str(DMA_API_REPORTS_SHOWN))
+
+    def _write_dma_api(self, name: str, value: str) -> bool:
+        """Write a dma-debug knob; False where there is none to write (no dma-debug, or
+        not root: the instrument says so)."""
+        try:
+            path = os.path.join(self.debugfs, "dma-api", name)
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            os.write(fd, value.encode())
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        return True
 
     # -- handles -------------------------------------------------------------------
     def _new_handle(self) -> int:
